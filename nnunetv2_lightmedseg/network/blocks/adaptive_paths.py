@@ -1,0 +1,32 @@
+"""Adaptive three-path block of the decoder (LightMedSeg §3.6, Eqs. 17-21).
+
+Three parallel branches over the fused features: a depthwise 3x3x3 conv (local neighbourhoods, organ
+boundaries), a GhostConv3D 3x3x3 (multi-scale context at half the cost of a dense conv) and a pointwise
+1x1x1 conv (channel mixing for smooth interiors). A shared 1x1x1 conv predicts per-voxel logits over the
+three, softmax-normalised, and the output is their weighted sum.
+
+Shapes: ``(B, C, D, H, W) -> (B, C, D, H, W)``; with ``return_weights=True`` also ``(B, 3, D, H, W)``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .ghost_conv import GhostConv3D
+
+
+class AdaptiveThreePath(nn.Module):
+    def __init__(self, channels: int, dense: bool = False, norm_groups: int = 4) -> None:
+        super().__init__()
+        assert channels > 0, f"channels must be positive, got {channels}"
+        self.depthwise = nn.Conv3d(channels, channels, 3, 1, 1, groups=channels)
+        self.ghost = GhostConv3D(channels, channels, 3, 1, norm_groups, activation=True, dense=dense)
+        self.pointwise = nn.Conv3d(channels, channels, 1)
+        self.blend = nn.Conv3d(channels, 3, 1)
+
+    def forward(self, x: torch.Tensor, return_weights: bool = False):
+        w = torch.softmax(self.blend(x), dim=1)
+        y = w[:, 0:1] * self.depthwise(x) + w[:, 1:2] * self.ghost(x) + w[:, 2:3] * self.pointwise(x)
+        if return_weights:
+            return y, w
+        return y

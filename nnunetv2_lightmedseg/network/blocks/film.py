@@ -1,0 +1,27 @@
+"""Anchor-conditioned FiLM (LightMedSeg §3.4, Eq. 6; Perez et al., AAAI 2018).
+
+The ``N x 3`` anchors are flattened to a ``3N`` vector and mapped by two independent linear layers to a
+per-channel scale and shift. We apply ``x * (1 + gamma) + beta`` rather than ``x * gamma + beta``: the
+paper's formula was lost in extraction, and the residual form starts as the identity, which keeps a
+freshly initialised network trainable (the common FiLM practice).
+
+Shapes: ``x (B, C, D, H, W)``, ``anchors (B, N, 3)`` -> ``(B, C, D, H, W)``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class AnchorFiLM(nn.Module):
+    def __init__(self, num_anchors: int, channels: int) -> None:
+        super().__init__()
+        assert num_anchors > 0 and channels > 0, f"need positive sizes, got N={num_anchors}, C={channels}"
+        self.to_scale = nn.Linear(3 * num_anchors, channels)
+        self.to_shift = nn.Linear(3 * num_anchors, channels)
+
+    def forward(self, x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        a = anchors.flatten(1)
+        gamma = self.to_scale(a)[:, :, None, None, None]
+        beta = self.to_shift(a)[:, :, None, None, None]
+        return x * (1 + gamma) + beta

@@ -1,0 +1,55 @@
+"""GhostConv3D (LightMedSeg §3.1; Han et al., GhostNet, CVPR 2020).
+
+A ghost convolution produces half of its output channels with an ordinary (possibly strided) convolution
+(the *primary* features) and synthesises the other half from those with a cheap depthwise convolution
+(the *ghost* features). The two halves are concatenated and group-normalised. With ghost ratio 2 this
+costs about half the parameters and MACs of a dense convolution with the same output width.
+
+Shapes: ``(B, in_channels, D, H, W) -> (B, out_channels, D', H', W')`` with ``D' = ceil(D / stride)``
+(``padding = kernel_size // 2``).
+
+``dense=True`` swaps the block for a plain ``Conv3d -> GroupNorm [-> SiLU]`` with the same interface:
+that is the paper's "Standard Conv" / "w/o GhostConv3D" variant (0.66M parameters).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GhostConv3D(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        norm_groups: int = 4,
+        activation: bool = True,
+        dense: bool = False,
+    ) -> None:
+        super().__init__()
+        assert in_channels > 0 and out_channels > 0, (
+            f"GhostConv3D needs positive channel counts, got in={in_channels}, out={out_channels}")
+        assert out_channels % 2 == 0, f"GhostConv3D splits its output in two halves; out_channels={out_channels} is odd"
+        assert out_channels % norm_groups == 0, (
+            f"out_channels={out_channels} must be divisible by norm_groups={norm_groups} for GroupNorm")
+        assert kernel_size % 2 == 1, f"odd kernel sizes keep the grid aligned; got {kernel_size}"
+        pad = kernel_size // 2
+        self.dense = dense
+        if dense:
+            self.primary = nn.Conv3d(in_channels, out_channels, kernel_size, stride, pad)
+            self.cheap = None
+        else:
+            half = out_channels // 2
+            self.primary = nn.Conv3d(in_channels, half, kernel_size, stride, pad)
+            # depthwise: every primary channel synthesises exactly one ghost channel
+            self.cheap = nn.Conv3d(half, half, kernel_size, 1, pad, groups=half)
+        self.norm = nn.GroupNorm(norm_groups, out_channels)
+        self.act = nn.SiLU(inplace=True) if activation else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.primary(x)
+        if self.cheap is not None:
+            y = torch.cat((y, self.cheap(y)), dim=1)
+        return self.act(self.norm(y))

@@ -1,0 +1,59 @@
+"""Local Structural Prior Module, LSPM (LightMedSeg §3.3, Eqs. 2-5).
+
+Operates on the stem output ``F0`` (8 channels, half resolution) and emits two signals:
+
+* **Texture map** ``T`` (branch 1): ``R = mean_c |F0 - S(F0)|`` where ``S`` is a depthwise 3x3x3 smoothing
+  convolution initialised as a box filter (and learned). ``T = R / (max R + eps)`` per sample, so ``T`` lies
+  in [0, 1] and can gate the encoder's two paths directly. The paper's normalisation was lost in extraction;
+  per-sample max scaling keeps the gate's range fixed whatever the image contrast. ``T`` has one channel and
+  is handed unchanged to all four encoder stages.
+* **Adapted features** ``F_mix`` (branches 2 and 3): a spatial gating head (``Conv3d k3 C->hidden``, GN, SiLU,
+  ``Conv3d k3 hidden->1``, sigmoid) scores per-voxel complexity ``g``; a 1x1x1 conv turns ``g`` into softmax
+  weights over two 1x1x1 expert projections ``C -> out_channels`` that are blended voxel by voxel.
+
+Parameter budget: the paper states 11.7K but its head width was lost in extraction. LightMedSeg uses
+``hidden=24`` (6.4K parameters in this module): the gating head is the most expensive operation at the
+stem's grid, and 24 is what keeps the whole network at the paper's 14.64 GFLOPs (see ``LightMedSeg``).
+The 5K difference is 1% of the model.
+
+Shapes: ``F0 (B, C, D, H, W)`` -> ``(F_mix (B, out_channels, D, H, W), T (B, 1, D, H, W))``; with
+``return_gate=True`` also the gate ``g (B, 1, D, H, W)`` and expert weights ``(B, 2, D, H, W)``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LocalStructuralPrior(nn.Module):
+    def __init__(self, channels: int = 8, out_channels: int = 16, hidden: int = 24, norm_groups: int = 4,
+                 eps: float = 1e-6) -> None:
+        super().__init__()
+        assert channels > 0 and out_channels > 0 and hidden > 0, (
+            f"LSPM needs positive widths, got channels={channels}, out={out_channels}, hidden={hidden}")
+        self.smooth = nn.Conv3d(channels, channels, 3, 1, 1, groups=channels, bias=False)
+        nn.init.constant_(self.smooth.weight, 1.0 / 27)  # start as a box filter: R is then a true high-pass
+        self.gate = nn.Sequential(
+            nn.Conv3d(channels, hidden, 3, 1, 1), nn.GroupNorm(norm_groups, hidden), nn.SiLU(inplace=True),
+            nn.Conv3d(hidden, 1, 3, 1, 1),
+        )
+        self.to_expert_weights = nn.Conv3d(1, 2, 1)
+        # the two experts as one 1x1x1 conv with 2*out channels: one read of F0 instead of two
+        self.experts = nn.Conv3d(channels, 2 * out_channels, 1)
+        self.out_channels = out_channels
+        self.eps = eps
+
+    def texture_map(self, f0: torch.Tensor) -> torch.Tensor:
+        r = (f0 - self.smooth(f0)).abs().mean(dim=1, keepdim=True)
+        return r / (r.amax(dim=(2, 3, 4), keepdim=True) + self.eps)
+
+    def forward(self, f0: torch.Tensor, return_gate: bool = False):
+        t = self.texture_map(f0)
+        g = torch.sigmoid(self.gate(f0))
+        w = torch.softmax(self.to_expert_weights(g), dim=1)
+        e = self.experts(f0)
+        c = self.out_channels
+        mixed = w[:, 0:1] * e[:, :c] + w[:, 1:2] * e[:, c:]
+        if return_gate:
+            return mixed, t, g, w
+        return mixed, t

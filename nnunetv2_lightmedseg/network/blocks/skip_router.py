@@ -1,0 +1,103 @@
+"""Learned multi-scale skip router (LightMedSeg §3.5, Eqs. 11-13).
+
+Decoder stages are numbered 0-3 from the bottleneck up (the paper's 1-4).
+
+* **Routed stages (0 and 1, low resolution).** Every encoder output ``E_s`` (widths 16/32/64/128) is
+  projected to 64 channels by a 1x1x1 conv and aligned to the stage's grid; the four aligned maps are
+  concatenated (256 channels) and a two-layer 1x1x1 controller (256 -> 64, SiLU, -> 4) predicts per-voxel
+  softmax weights over the four sources. The weighted sum (64 channels) is projected 1x1x1 to the stage width.
+* **Direct stages (2 and 3, high resolution).** Concatenating four 64-channel maps at 64^3 is what the paper
+  avoids: only the spatially matching map (encoder stage 1, then the stem output) is projected to the stage
+  width.
+
+Choices where the text is silent or garbled:
+
+* *One controller shared by both routed stages.* The paper's 24K budget cannot hold two 256->64->4
+  controllers (16.7K each) next to the four projections (15.6K); sharing one is the closest reading. This
+  module has 38.9K parameters with the per-stage output projections; the paper's figure is not reachable
+  with the components it names (see READING_NOTES.md).
+* *Project on the coarser grid.* A 1x1x1 conv commutes exactly with trilinear/average resampling (both
+  are linear and the resampling weights sum to one), so each ``E_s`` is projected on whichever of its own
+  grid and the stage's grid is coarser: finer maps are downsampled first, coarser maps are projected
+  first and then upsampled. Same result as the paper's order, a fraction of the MACs, and no 64-channel
+  full-resolution intermediate.
+* *Downsampling finer maps* (``E_1``/``E_2`` to the coarse stages), which the paper does not describe,
+  uses average pooling by the exact power-of-two factor (anti-aliased; for factor 2 it equals trilinear
+  resampling). Coarser maps are upsampled trilinearly, as in the paper.
+
+``routed=False`` gives the ablation "w/o skip router": plain U-Net skips from the same-resolution
+encoder output (``E_3, E_2, E_1``, stem), whose widths already equal the decoder widths.
+
+Shapes: ``skip(k, feats, stem)`` with ``feats[s] (B, widths[s], S / 2^s)`` (S = stage-1 grid) returns
+``(B, decoder_widths[k], grid of stage k)``; with ``return_weights`` routed stages also return
+``(B, 4, grid)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def resample_pow2(x: torch.Tensor, log2_factor: int) -> torch.Tensor:
+    """Resample by ``2 ** log2_factor`` (positive: upsample trilinearly, negative: average-pool)."""
+    if log2_factor > 0:
+        return F.interpolate(x, scale_factor=float(2 ** log2_factor), mode="trilinear", align_corners=False)
+    if log2_factor < 0:
+        k = 2 ** (-log2_factor)
+        return F.avg_pool3d(x, kernel_size=k, stride=k)
+    return x
+
+
+class MultiScaleSkipRouter(nn.Module):
+    def __init__(
+        self,
+        encoder_widths: Sequence[int] = (16, 32, 64, 128),
+        stem_channels: int = 8,
+        decoder_widths: Sequence[int] = (64, 32, 16, 8),
+        routed_channels: int = 64,
+        controller_hidden: int = 64,
+        routed: bool = True,
+    ) -> None:
+        super().__init__()
+        assert len(encoder_widths) == 4 and len(decoder_widths) == 4, "LightMedSeg has four stages each way"
+        self.routed = routed
+        # decoder stage k works at the grid of encoder stage 2 - k (k = 0, 1, 2) and of the stem (k = 3)
+        self.stage_level = (2, 1, 0, 0)
+        if routed:
+            self.proj = nn.ModuleList(nn.Conv3d(c, routed_channels, 1) for c in encoder_widths)
+            self.controller = nn.Sequential(
+                nn.Conv3d(len(encoder_widths) * routed_channels, controller_hidden, 1), nn.SiLU(inplace=True),
+                nn.Conv3d(controller_hidden, len(encoder_widths), 1),
+            )
+            self.out = nn.ModuleList(nn.Conv3d(routed_channels, decoder_widths[k], 1) for k in (0, 1))
+            self.direct = nn.ModuleList([nn.Conv3d(encoder_widths[0], decoder_widths[2], 1),
+                                         nn.Conv3d(stem_channels, decoder_widths[3], 1)])
+        else:
+            plain = (encoder_widths[2], encoder_widths[1], encoder_widths[0], stem_channels)
+            assert tuple(plain) == tuple(decoder_widths), (
+                f"plain skips need encoder widths mirrored by the decoder, got {plain} vs {tuple(decoder_widths)}")
+
+    def skip(self, k: int, feats: Sequence[torch.Tensor], stem: torch.Tensor, return_weights: bool = False):
+        if not self.routed:
+            y = (feats[2], feats[1], feats[0], stem)[k]
+            return (y, None) if return_weights else y
+        if k >= 2:
+            src = feats[0] if k == 2 else stem
+            y = self.direct[k - 2](src)
+            return (y, None) if return_weights else y
+        level = self.stage_level[k]
+        aligned = []
+        for s, f in enumerate(feats):
+            if s <= level:  # finer (or same) grid: downsample first, then project
+                aligned.append(self.proj[s](resample_pow2(f, s - level)))
+            else:  # coarser grid: project where it is cheap, then upsample
+                aligned.append(resample_pow2(self.proj[s](f), s - level))
+        w = torch.softmax(self.controller(torch.cat(aligned, dim=1)), dim=1)
+        fused = w[:, 0:1] * aligned[0]
+        for s in range(1, len(aligned)):
+            fused = fused + w[:, s:s + 1] * aligned[s]
+        y = self.out[k](fused)
+        return (y, w) if return_weights else y

@@ -1,0 +1,25 @@
+"""Texture-routed two-path block (LightMedSeg §3.4, Eqs. 7-9).
+
+``y = T_s * detail(x) + (1 - T_s) * smooth(x)`` where ``detail`` is a depthwise 3x3x3 convolution (fine
+boundary structure), ``smooth`` a pointwise 1x1x1 convolution (cheap channel mixing for homogeneous
+interiors) and ``T_s`` the LSPM texture map resampled (trilinear) to this stage, broadcast over channels.
+Written as ``smooth + T_s * (detail - smooth)``: same value, one fewer full-size multiply.
+
+Shapes: ``x (B, C, D, H, W)``, ``t (B, 1, D, H, W)`` -> ``(B, C, D, H, W)``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TextureRoutedBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        assert channels > 0, f"channels must be positive, got {channels}"
+        self.detail = nn.Conv3d(channels, channels, 3, 1, 1, groups=channels)
+        self.smooth = nn.Conv3d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        s = self.smooth(x)
+        return s + t * (self.detail(x) - s)

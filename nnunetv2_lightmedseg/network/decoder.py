@@ -1,0 +1,46 @@
+"""Decoder stage of LightMedSeg (§3.6).
+
+``up`` (transposed conv k2 s2, or a 1x1x1 conv for the last stage, which stays at the stem's grid — see
+:class:`~nnunetv2_lightmedseg.network.lightmedseg.LightMedSeg` for why) -> + anchor position bias ->
+concat with the routed skip -> 1x1x1 fusion conv, GroupNorm, SiLU -> SE -> adaptive three-path block -> SE.
+
+The fusion's normalisation and activation are our reading of Eq. 16, whose operator was lost in
+extraction: without them the stage would be almost linear (only the ghost branch is non-linear).
+
+Shapes: ``x (B, C_in, D, H, W)``, ``skip (B, skip_channels, D', H', W')`` with ``D' = 2D`` when upsampling
+(else ``D' = D``), anchors ``(B, N, 3)`` or None -> ``(B, C_out, D', H', W')``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .blocks.adaptive_paths import AdaptiveThreePath
+from .blocks.position_bias import AnchorPositionBias
+from .blocks.squeeze_excite import SqueezeExcite3D
+
+
+class DecoderStage(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, skip_channels: int, upsample: bool,
+                 num_anchors: Optional[int], dense: bool = False, se_reduction: int = 3) -> None:
+        super().__init__()
+        self.up = (nn.ConvTranspose3d(in_channels, out_channels, 2, 2) if upsample
+                   else nn.Conv3d(in_channels, out_channels, 1))
+        self.pos = AnchorPositionBias(num_anchors, out_channels) if num_anchors else None
+        self.fuse = nn.Sequential(nn.Conv3d(out_channels + skip_channels, out_channels, 1),
+                                  nn.GroupNorm(4, out_channels), nn.SiLU(inplace=True))
+        self.fuse_se = SqueezeExcite3D(out_channels, se_reduction)
+        self.paths = AdaptiveThreePath(out_channels, dense=dense)
+        self.se = SqueezeExcite3D(out_channels, se_reduction)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, anchors: Optional[torch.Tensor],
+                return_weights: bool = False):
+        u = self.up(x)
+        if self.pos is not None:
+            u = self.pos(u, anchors)
+        h = self.fuse_se(self.fuse(torch.cat((u, skip), dim=1)))
+        h, w = self.paths(h, return_weights=True)
+        h = self.se(h)
+        return (h, w) if return_weights else h

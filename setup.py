@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="nnunetv2-lightmedseg",
+    version="0.1.0",
+    description="LightMedSeg (0.48M-parameter 3D segmentation network) as an nnU-Net v2 plugin: "
+                "network, boundary-augmented loss, trainer, plans override and benchmarks.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nnunetv2_lightmedseg", "nnunetv2_lightmedseg.*"]),
+    include_package_data=True,
+    package_data={"nnunetv2_lightmedseg": ["plans_overrides/*.json"]},
+    install_requires=[
+        "torch>=2.1",
+        "nnunetv2>=2.8",
+        "batchgenerators>=0.25",
+        "SimpleITK>=2.2",
+        "numpy",
+        "acvl-utils",
+        "dynamic-network-architectures",
+        "matplotlib",
+    ],
+    extras_require={
+        "export": ["onnx", "onnxruntime"],
+        "test": ["pytest", "onnx", "onnxruntime"],
+    },
+    entry_points={"console_scripts": ["lightmedseg=nnunetv2_lightmedseg.cli.main:main"]},
+)
