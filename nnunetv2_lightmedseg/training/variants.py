@@ -1,0 +1,130 @@
+"""Trainer variants: small subclasses named after what they change (ablations, training lengths, CPU benchmarks).
+
+Use any of them with ``nnUNetv2_train ... -tr <name>`` (after ``eval "$(lightmedseg env)"``) and
+``nnUNetv2_predict ... -tr <name>``.
+
+===============================================  ===========  =========  =====  ===================================
+Trainer                                          network      epochs     iters  notes
+===============================================  ===========  =========  =====  ===================================
+``nnUNetTrainer_LightMedSeg``                    paper        300        250    the paper's recipe (§3, §4)
+``nnUNetTrainer_LightMedSeg_StandardConv``       standard     300        250    every GhostConv3D -> Conv3D (0.69M)
+``nnUNetTrainer_LightMedSeg_NoLSPM``             w/o LSPM     300        250    ablation (Table: w/o LSPM)
+``nnUNetTrainer_LightMedSeg_NoAnchors``          w/o anchors  300        250    no anchor detector / FiLM / bias
+``nnUNetTrainer_LightMedSeg_NoSkipRouter``       plain skips  300        250    ablation (w/o skip router)
+``nnUNetTrainer_LightMedSeg_16anchors``          N = 16       300        250    anchor-count ablation
+``nnUNetTrainer_LightMedSeg_32anchors``          N = 32       300        250    anchor-count ablation
+``nnUNetTrainer_LightMedSeg_1epoch``             paper        1          250    mirrors ``nnUNetTrainer_1epoch``
+``nnUNetTrainer_LightMedSeg_5epochs``            paper        5          250    mirrors ``nnUNetTrainer_5epochs``
+``nnUNetTrainer_LightMedSeg_10epochs``           paper        10         250    mirrors ``nnUNetTrainer_10epochs``
+``nnUNetTrainer_LightMedSeg_20epochs``           paper        20         250    mirrors ``nnUNetTrainer_20epochs``
+``nnUNetTrainer_LightMedSeg_50epochs``           paper        50         250    mirrors ``nnUNetTrainer_50epochs``
+``nnUNetTrainer_LightMedSeg_100epochs``          paper        100        250    mirrors ``nnUNetTrainer_100epochs``
+``nnUNetTrainer_CPUBench_4x50``                  stock U-Net  4          50     stock nnUNetTrainer, 10 val iters
+``nnUNetTrainer_LightMedSeg_CPUBench_4x50``      paper        4          50     equal-iteration pair of the above
+``nnUNetTrainer_LightMedSeg_CPUBench_16x50``     paper        16         50     equal wall clock (LightMedSeg is
+``nnUNetTrainer_LightMedSeg_CPUBench_32x50``     paper        32         50     cheaper per iteration on CPU)
+``nnUNetTrainer_LightMedSeg_Demo``               paper        10         25     ``lightmedseg demo``, 5 val iters
+``nnUNetTrainer_LightMedSeg_Smoke``              paper        2          10     tests, 2 val iters
+===============================================  ===========  =========  =====  ===================================
+
+All LightMedSeg trainers use AdamW with a per-iteration warm-up (3%) and cosine schedule sized to their own
+length, so a short run still warms up and anneals fully. The CPU-benchmark pair differs only in
+network/loss/optimiser: same plans, patch, batch size, augmentation, iterations and validation iterations.
+"""
+from __future__ import annotations
+
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
+
+# ---------------------------------------------------------------------------------------------- ablations
+class nnUNetTrainer_LightMedSeg_StandardConv(nnUNetTrainer_LightMedSeg):
+    network_options = {"conv_type": "standard"}
+
+
+class nnUNetTrainer_LightMedSeg_NoLSPM(nnUNetTrainer_LightMedSeg):
+    network_options = {"use_lspm": False}
+
+
+class nnUNetTrainer_LightMedSeg_NoAnchors(nnUNetTrainer_LightMedSeg):
+    network_options = {"use_anchors": False}
+
+
+class nnUNetTrainer_LightMedSeg_NoSkipRouter(nnUNetTrainer_LightMedSeg):
+    network_options = {"use_skip_router": False}
+
+
+class nnUNetTrainer_LightMedSeg_16anchors(nnUNetTrainer_LightMedSeg):
+    network_options = {"num_anchors": 16}
+
+
+class nnUNetTrainer_LightMedSeg_32anchors(nnUNetTrainer_LightMedSeg):
+    network_options = {"num_anchors": 32}
+
+
+# ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)
+class nnUNetTrainer_LightMedSeg_1epoch(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 1}
+
+
+class nnUNetTrainer_LightMedSeg_5epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 5}
+
+
+class nnUNetTrainer_LightMedSeg_10epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 10}
+
+
+class nnUNetTrainer_LightMedSeg_20epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 20}
+
+
+class nnUNetTrainer_LightMedSeg_50epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 50}
+
+
+class nnUNetTrainer_LightMedSeg_100epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 100}
+
+
+# ------------------------------------------------------------------------- CPU benchmarks (2-core budget)
+CPU_BENCH_4x50 = {"num_epochs": 4, "num_iterations_per_epoch": 50, "num_val_iterations_per_epoch": 10}
+
+
+class nnUNetTrainer_CPUBench_4x50(nnUNetTrainer):
+    """Stock nnU-Net (plain U-Net, DC+CE, SGD/poly) for 4 epochs x 50 iterations, 10 validation iterations."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        for name, value in CPU_BENCH_4x50.items():
+            setattr(self, name, value)
+
+
+class nnUNetTrainer_LightMedSeg_CPUBench_4x50(nnUNetTrainer_LightMedSeg):
+    training_options = dict(CPU_BENCH_4x50)
+
+
+class nnUNetTrainer_LightMedSeg_CPUBench_16x50(nnUNetTrainer_LightMedSeg):
+    training_options = dict(CPU_BENCH_4x50, num_epochs=16)
+
+
+class nnUNetTrainer_LightMedSeg_CPUBench_32x50(nnUNetTrainer_LightMedSeg):
+    training_options = dict(CPU_BENCH_4x50, num_epochs=32)
+
+
+# ------------------------------------------------------------------------------------ demo and tests
+class nnUNetTrainer_LightMedSeg_Demo(nnUNetTrainer_LightMedSeg):
+    """``lightmedseg demo``: a few minutes on a 2-core CPU."""
+    training_options = {"num_epochs": 10, "num_iterations_per_epoch": 25, "num_val_iterations_per_epoch": 5}
+
+
+class nnUNetTrainer_LightMedSeg_Smoke(nnUNetTrainer_LightMedSeg):
+    """Tests: the shortest run that exercises every hook (2 epochs so resuming with --c can be tested)."""
+    training_options = {"num_epochs": 2, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2}
+
+
+ALL_TRAINERS = {name: obj for name, obj in dict(globals()).items()
+                if isinstance(obj, type) and issubclass(obj, nnUNetTrainer) and name.startswith("nnUNetTrainer_")}
