@@ -1,0 +1,181 @@
+"""Per-block tests of the LightMedSeg building blocks (paper §3.1-3.6): shapes, invariants, bad arguments."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nnunetv2_lightmedseg.network.blocks import (AdaptiveThreePath, AnchorFiLM, AnchorPositionBias, GhostConv3D,
+                                                 GlobalAnchorDetector, LocalStructuralPrior, MultiScaleSkipRouter,
+                                                 SqueezeExcite3D, TextureRoutedBlock)
+from nnunetv2_lightmedseg.network.blocks.skip_router import resample_pow2
+
+
+def nparams(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("stride,size,expected", [(1, 12, 12), (2, 12, 6), (2, 13, 7)])
+def test_ghost_conv_shapes(stride, size, expected):
+    m = GhostConv3D(3, 8, 3, stride)
+    y = m(torch.randn(2, 3, size, size + 2, size))
+    assert y.shape == (2, 8, expected, (size + 2 + stride - 1) // stride, expected)
+
+
+def test_ghost_conv_is_cheaper_than_dense_and_ghost_half_is_depthwise_of_primary():
+    g, d = GhostConv3D(16, 32), GhostConv3D(16, 32, dense=True)
+    # primary 16->16 k3 + depthwise 16 k3 + GN vs dense 16->32 k3 + GN
+    assert nparams(g) == (16 * 16 * 27 + 16) + (16 * 27 + 16) + 64
+    assert nparams(d) == 16 * 32 * 27 + 32 + 64
+    assert nparams(g) < 0.55 * nparams(d)
+    g.eval()
+    x = torch.randn(1, 16, 6, 6, 6)
+    primary = g.primary(x)
+    # the ghost half is a depthwise conv of the primary half: y = SiLU(GN([P, DW(P)]))
+    torch.testing.assert_close(g(x), F.silu(g.norm(torch.cat((primary, g.cheap(primary)), 1))))
+    assert g.cheap.groups == 16 and g.cheap.in_channels == g.cheap.out_channels == 16
+
+
+@pytest.mark.parametrize("kwargs", [dict(in_channels=0, out_channels=8), dict(in_channels=4, out_channels=7),
+                                    dict(in_channels=4, out_channels=6), dict(in_channels=4, out_channels=8, kernel_size=2)])
+def test_ghost_conv_rejects_bad_arguments(kwargs):
+    with pytest.raises(AssertionError, match="GhostConv3D|divisible|kernel"):
+        GhostConv3D(**kwargs)
+
+
+def test_anchor_detector_budget_and_range():
+    m = GlobalAnchorDetector(4, 8)
+    assert nparams(m) == 8640  # the paper's 8.6K
+    a = m(torch.randn(3, 4, 20, 24, 17) * 10)
+    assert a.shape == (3, 8, 3)
+    assert (a > 0).all() and (a < 1).all()
+    # sample specific: different inputs give different anchors
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_lspm_texture_map_is_a_normalised_high_pass():
+    m = LocalStructuralPrior(8, 16)
+    const = torch.ones(1, 8, 10, 10, 10)
+    t = m.texture_map(const)
+    # interior of a constant map: a box filter changes nothing, so no texture (border sees zero padding)
+    assert t[..., 1:-1, 1:-1, 1:-1].abs().max() < 1e-5
+    x = torch.randn(2, 8, 10, 12, 9)
+    mixed, t, g, w = m(x, return_gate=True)
+    assert mixed.shape == (2, 16, 10, 12, 9) and t.shape == (2, 1, 10, 12, 9) and g.shape == t.shape
+    assert t.min() >= 0 and torch.allclose(t.amax(dim=(2, 3, 4)), torch.ones(2, 1), atol=1e-4)
+    assert ((g > 0) & (g < 1)).all()
+    torch.testing.assert_close(w.sum(1), torch.ones(2, 10, 12, 9))
+
+
+def test_lspm_mixer_is_a_voxelwise_convex_combination_of_two_experts():
+    m = LocalStructuralPrior(8, 16)
+    x = torch.randn(1, 8, 6, 6, 6)
+    mixed, _, _, w = m(x, return_gate=True)
+    e = m.experts(x)
+    lo = torch.minimum(e[:, :16], e[:, 16:]) - 1e-5
+    hi = torch.maximum(e[:, :16], e[:, 16:]) + 1e-5
+    assert ((mixed >= lo) & (mixed <= hi)).all()
+
+
+def test_film_is_identity_with_zero_projections_and_conditions_per_channel():
+    m = AnchorFiLM(8, 16)
+    x = torch.randn(2, 16, 4, 4, 4)
+    a = torch.rand(2, 8, 3)
+    for p in m.parameters():
+        torch.nn.init.zeros_(p)
+    torch.testing.assert_close(m(x, a), x)
+    torch.nn.init.normal_(m.to_shift.weight)
+    y = m(x, a)
+    shift = (y - x).mean(dim=(2, 3, 4))
+    torch.testing.assert_close((y - x), shift[:, :, None, None, None].expand_as(x))  # one shift per channel
+    assert not torch.allclose(shift[0], shift[1])  # and per sample (anchors differ)
+
+
+def test_texture_routing_selects_detail_where_t_is_one_and_smooth_where_zero():
+    m = TextureRoutedBlock(8)
+    x = torch.randn(1, 8, 5, 5, 5)
+    torch.testing.assert_close(m(x, torch.ones(1, 1, 5, 5, 5)), m.detail(x))
+    torch.testing.assert_close(m(x, torch.zeros(1, 1, 5, 5, 5)), m.smooth(x))
+    half = m(x, 0.5)
+    torch.testing.assert_close(half, 0.5 * (m.detail(x) + m.smooth(x)))
+
+
+@pytest.mark.parametrize("c,hidden", [(8, 4), (16, 5), (128, 42)])
+def test_squeeze_excite_bottleneck_floor_and_gating(c, hidden):
+    m = SqueezeExcite3D(c)
+    assert m.fc1.out_features == hidden  # max(4, C // 3)
+    x = torch.rand(2, c, 4, 4, 4) + 0.1
+    y = m(x)
+    ratio = y / x
+    assert ((ratio > 0) & (ratio < 1)).all()
+    # one scale per (sample, channel)
+    torch.testing.assert_close(ratio, ratio[..., :1, :1, :1].expand_as(ratio))
+
+
+def test_position_bias_equals_the_full_displacement_map_projected():
+    n, c, d, h, w = 5, 6, 7, 9, 4
+    m = AnchorPositionBias(n, c)
+    anchors = torch.rand(2, n, 3)
+    x = torch.randn(2, c, d, h, w)
+    # brute force: the N x D x H x W cumulative signed offset map, then the 1x1x1 conv
+    cd = (torch.arange(d) + 0.5) / d
+    ch = (torch.arange(h) + 0.5) / h
+    cw = (torch.arange(w) + 0.5) / w
+    grid = torch.stack(torch.meshgrid(cd, ch, cw, indexing="ij"))  # (3, D, H, W)
+    delta = (grid[None, None] - anchors[:, :, :, None, None, None]).sum(2)  # (B, N, D, H, W)
+    expected = x + m.proj(delta)
+    torch.testing.assert_close(m(x, anchors), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_adaptive_three_path_weights_are_a_softmax_and_shapes_hold():
+    m = AdaptiveThreePath(16)
+    x = torch.randn(2, 16, 6, 5, 4)
+    y, w = m(x, return_weights=True)
+    assert y.shape == x.shape and w.shape == (2, 3, 6, 5, 4)
+    torch.testing.assert_close(w.sum(1), torch.ones(2, 6, 5, 4))
+    assert (w > 0).all()
+
+
+def _feats(b=1, s=16):
+    return [torch.randn(b, c, s // 2 ** i, s // 2 ** i, s // 2 ** i) for i, c in enumerate((16, 32, 64, 128))]
+
+
+def test_skip_router_shapes_and_weights():
+    r = MultiScaleSkipRouter()
+    feats = _feats(2)
+    stem = torch.randn(2, 8, 16, 16, 16)
+    expected = [(2, 64, 4, 4, 4), (2, 32, 8, 8, 8), (2, 16, 16, 16, 16), (2, 8, 16, 16, 16)]
+    for k in range(4):
+        y, w = r.skip(k, feats, stem, return_weights=True)
+        assert y.shape == expected[k]
+        if k < 2:
+            assert w.shape == (2, 4) + expected[k][2:]
+            torch.testing.assert_close(w.sum(1), torch.ones((2,) + expected[k][2:]))
+        else:
+            assert w is None
+
+
+def test_skip_router_projection_order_matches_the_papers_order():
+    """Projecting on the coarser grid is an optimisation: it must equal 'resample, then project'."""
+    r = MultiScaleSkipRouter()
+    feats = _feats(1)
+    stem = torch.randn(1, 8, 16, 16, 16)
+    for k, level in ((0, 2), (1, 1)):
+        aligned = [r.proj[s](resample_pow2(f, s - level)) for s, f in enumerate(feats)]
+        w = torch.softmax(r.controller(torch.cat(aligned, 1)), 1)
+        ref = r.out[k](sum(w[:, s:s + 1] * aligned[s] for s in range(4)))
+        torch.testing.assert_close(r.skip(k, feats, stem), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_plain_skips_are_the_same_resolution_encoder_outputs():
+    r = MultiScaleSkipRouter(routed=False)
+    feats = _feats(1)
+    stem = torch.randn(1, 8, 16, 16, 16)
+    assert r.skip(0, feats, stem) is feats[2] and r.skip(1, feats, stem) is feats[1]
+    assert r.skip(2, feats, stem) is feats[0] and r.skip(3, feats, stem) is stem
+    assert nparams(r) == 0
+
+
+def test_resample_pow2_down_by_two_equals_trilinear():
+    x = torch.randn(1, 3, 8, 8, 8)
+    torch.testing.assert_close(resample_pow2(x, -1), F.interpolate(x, scale_factor=0.5, mode="trilinear"))
+    assert resample_pow2(x, 2).shape[2:] == (32, 32, 32)
+    assert resample_pow2(x, 0) is x
