@@ -1,0 +1,128 @@
+"""``lightmedseg profile``: the model card of a LightMedSeg configuration (issue 2).
+
+Parameters per paper component (``LightMedSeg.parameter_breakdown()``) with the MACs each component executes,
+total MACs/FLOPs, CPU forward latency and peak memory at an input shape (default 1x4x128^3), CUDA latency when a
+GPU exists. ``--vs-nnunet`` measures stock nnU-Net's network for the same input in the same run, interleaved, and
+prints the speed ratio. All measurement code lives in :mod:`nnunetv2_lightmedseg.benchmark` (shared with
+``lightmedseg benchmark``).
+
+Example::
+
+    lightmedseg profile --vs-nnunet --threads 2            # 1x4x128^3, 4 classes
+    lightmedseg profile --in-channels 1 --num-classes 3 --shape 40 56 40 --variant standard --json card.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..benchmark.models import VARIANTS, parse_variants
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "profile", help="model card: params per module, MACs/FLOPs, CPU latency, peak memory (vs stock nnU-Net)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--in-channels", type=int, default=4, help="input modalities (default 4)")
+    p.add_argument("--num-classes", type=int, default=4, help="output classes incl. background (default 4)")
+    p.add_argument("--shape", type=int, nargs=3, default=[128, 128, 128], metavar=("X", "Y", "Z"),
+                   help="spatial input size (default 128 128 128)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the measured forward (default 1)")
+    p.add_argument("--variant", default="lightmedseg",
+                   help=f"LightMedSeg configuration: {', '.join(VARIANTS)}, anchorsN; 'ghost' = the default "
+                        f"(default: lightmedseg)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads; default 2)")
+    p.add_argument("--runs", type=int, default=5, help="timed forwards per model after warm-up (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default 1)")
+    p.add_argument("--vs-nnunet", action="store_true",
+                   help="also measure stock nnU-Net's PlainConvUNet for the same input (interleaved) and print "
+                        "the speed ratio")
+    p.add_argument("--stock-channels-last", action="store_true",
+                   help="with --vs-nnunet: also time the stock network in channels_last_3d (nnU-Net itself does "
+                        "not convert; labelled separately)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--json", metavar="FILE", help="write the model card and the measured rows as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..benchmark.measure import FLOP_CONVENTION, component_flops, count_flops, lightmedseg_components
+    from ..benchmark.models import ModelEntry, default_entries, plans_for_shape
+    from ..benchmark.network import format_table, machine_info, run_network_benchmark
+
+    variant = "lightmedseg" if args.variant in ("ghost", "default") else args.variant
+    try:
+        parse_variants(variant)
+        for name, v in (("--in-channels", args.in_channels), ("--batch", args.batch), ("--threads", args.threads),
+                        ("--runs", args.runs)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if args.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+        if min(args.shape) < 16:
+            raise ValueError(f"LightMedSeg needs every spatial axis >= 16 voxels, got --shape {args.shape}")
+        setup = plans_for_shape(args.in_channels, args.num_classes, args.shape, batch_size=args.batch,
+                                strict=args.vs_nnunet)
+    except ValueError as e:
+        print(f"lightmedseg profile: {e}", file=sys.stderr)
+        return 2
+
+    entries = [e for e in default_entries([], args.stock_channels_last, include_stock=args.vs_nnunet)
+               if e.kind == "stock"]
+    lms = ModelEntry("lightmedseg" if variant == "lightmedseg" else f"lightmedseg_{variant}", "lightmedseg",
+                     variant, channels_last=True)
+    entries.append(lms)
+
+    # model card: per-module parameters and MACs of the LightMedSeg configuration
+    model = lms.build(setup, train=False)
+    shape = (args.batch, args.in_channels, *args.shape)
+    total_flops, per_module = count_flops(model, shape)
+    breakdown = model.parameter_breakdown()
+    comp = component_flops(per_module, type(model).__name__, lightmedseg_components(model))
+    n_params = sum(breakdown.values())
+    print(f"LightMedSeg model card: {lms.name} ({lms.built_by}), config {model.config}")
+    print(f"input {shape}\n")
+    rows = [[k, f"{v:,}", f"{100 * v / n_params:.1f}%", f"{comp.get(k, 0) / 2e9:.3f}"] for k, v in breakdown.items()]
+    rows.append(["(functional ops in forward)", "0", "0.0%", f"{comp['(other)'] / 2e9:.3f}"])
+    rows.append(["total", f"{n_params:,}", "100.0%", f"{total_flops / 2e9:.3f}"])
+    head = ["module", "params", "share", "GMACs"]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    for i, r in enumerate([head, ["-" * w for w in widths]] + rows):
+        print("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
+    print(f"\nparameters: {n_params:,} ({n_params / 1e6:.3f}M)")
+    print(f"MACs: {total_flops / 2e9:.3f} G    FLOPs: {total_flops / 1e9:.3f} G  (FLOPs = 2 x MACs)")
+    print(f"  {FLOP_CONVENTION}\n")
+    del model
+
+    info = machine_info(args.threads)
+    print(f"measuring: {args.runs} interleaved run(s) after {args.warmup} warm-up, {args.threads} thread(s) ...",
+          flush=True)
+    measured = run_network_benchmark(setup, entries, runs=args.runs, threads=args.threads, warmup=args.warmup,
+                                     forward_batch=args.batch, measure_train=False,
+                                     measure_memory=not args.no_memory)
+    print(format_table(measured, setup.source if args.vs_nnunet else f"input {shape}", info))
+    me = next(r for r in measured if r["name"] == lms.name)
+    sp = me["latency_spread"]
+    print(f"\n{lms.name}: CPU forward {me['latency_s']:.3f} s median (IQR {sp['q25']:.3f}-{sp['q75']:.3f}, "
+          f"min {sp['min']:.3f}, max {sp['max']:.3f}, n={sp['n']}), {args.threads} thread(s), fp32")
+    if me.get("peak_mem_mb") is not None:
+        print(f"{lms.name}: peak memory of the forward {me['peak_mem_mb']:.0f} MiB above the RSS before it "
+              f"({me['peak_mem_method']})")
+    if me.get("cuda_latency_s"):
+        print(f"{lms.name}: CUDA forward {me['cuda_latency_s'] * 1e3:.2f} ms (fp16 autocast, "
+              f"{me['cuda_device']}), max allocated {me['cuda_peak_mem_mb']:.0f} MiB")
+    for r in measured:
+        if r["kind"] == "stock" and r.get("latency_s"):
+            print(f"speed ratio {r['name']} / {lms.name}: {r['latency_s'] / me['latency_s']:.1f}x "
+                  f"({r['latency_s']:.3f} s vs {me['latency_s']:.3f} s, medians of interleaved runs)")
+    if args.json:
+        card = {"name": lms.name, "config": {k: (list(v) if isinstance(v, tuple) else v)
+                                             for k, v in getattr(lms.build(setup, False), "config", {}).items()},
+                "input_shape": list(shape), "params": n_params, "params_per_module": breakdown,
+                "macs_per_module": {k: v // 2 for k, v in comp.items()}, "macs": total_flops // 2,
+                "flops": total_flops, "flop_convention": FLOP_CONVENTION}
+        with open(args.json, "w") as f:
+            json.dump({"model_card": card, "rows": measured, "machine": info}, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
