@@ -1,0 +1,45 @@
+"""``lightmedseg plans -d ID``: add the LightMedSeg configurations to a preprocessed dataset's plans.
+
+See :mod:`nnunetv2_lightmedseg.plans` and ``plans_overrides/README.md``. Then train with
+``nnUNetv2_train ID 3d_fullres_lightmedseg 0 -tr nnUNetTrainer_LightMedSeg`` (or ``3d_fullres_lightmedseg_planned``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunetv2_lightmedseg.plans import VARIANTS, PlansOverrideError, write_plans_override
+
+    variants = VARIANTS if args.variant == "both" else (args.variant,)
+    try:
+        res = write_plans_override(args.d, args.p, variants)
+    except PlansOverrideError as e:
+        print(f"lightmedseg plans: {e}", file=sys.stderr)
+        return 1
+    print(f"Updated {res['plans_file']}:")
+    for name, cfg in res["configurations"].items():
+        print(f"  {name}: {json.dumps(cfg)}")
+    p_opt = "" if args.p == "nnUNetPlans" else f" -p {args.p}"
+    print(f"Median image shape {res['median_shape']}: recommended configuration {res['recommended']}"
+          + ("" if res["recommended"] in res["configurations"] else " (not written: add --variant "
+             + ("planned" if res["recommended"].endswith("planned") else "paper") + ")"))
+    print(f"Train with: nnUNetv2_train {args.d} {res['recommended']} 0 -tr nnUNetTrainer_LightMedSeg{p_opt}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plans", help="add LightMedSeg configurations (paper 128^3/batch 8, or planned patch rounded to 16) "
+                      "to a preprocessed dataset's plans",
+        description="Adds 3d_fullres_lightmedseg (128^3 patch, batch 8: the paper) and/or "
+                    "3d_fullres_lightmedseg_planned (nnU-Net's planned patch rounded up to a multiple of 16, planned "
+                    "batch size) to the plans file of an already preprocessed dataset, inheriting from 3d_fullres "
+                    "(same preprocessed data: nothing is re-preprocessed). Use with nnUNetv2_train -c <name>.")
+    p.add_argument("-d", required=True, help="dataset ID or name (e.g. 4 or Dataset004_Hippocampus)")
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier to extend (default: nnUNetPlans)")
+    p.add_argument("--variant", choices=("paper", "planned", "both"), default="both",
+                   help="which configuration(s) to write (default: both)")
+    p.set_defaults(func=run)

@@ -1,0 +1,186 @@
+"""Plans override: LightMedSeg configurations for an already preprocessed nnU-Net dataset (paper §4).
+
+The paper trains on 128^3 crops with batch size 8. nnU-Net plans its own patch and batch size per dataset
+(for a GPU memory budget and a plain U-Net). Rather than re-planning, we add configurations to the dataset's
+existing plans file with nnU-Net's own ``inherits_from`` convention (the same mechanism nnU-Net uses for
+``3d_cascade_fullres``): every entry not given is inherited from ``3d_fullres``, including its
+``data_identifier``, so the preprocessed data is reused as is (no re-preprocessing).
+
+=================================  ======================================  =====================================
+configuration                      patch / batch                            use when
+=================================  ======================================  =====================================
+``3d_fullres_lightmedseg``         128^3, batch 8 (the paper)               images at least ~128 voxels per axis
+                                                                            (BraTS, ACDC after resampling): the
+                                                                            paper's training setting
+``3d_fullres_lightmedseg_planned`` nnU-Net's planned 3d_fullres patch,      images smaller than 128^3 (e.g.
+                                   each axis rounded UP to a multiple of     hippocampus, ~35x50x35): a 128^3
+                                   16 (the network's divisor), nnU-Net's     crop would be mostly padding
+                                   planned batch size
+=================================  ======================================  =====================================
+
+Why the existing plans file (``-p nnUNetPlans``, the default) and not a new plans identifier: users then only add
+``-c 3d_fullres_lightmedseg`` to the stock commands; a new identifier would also need ``-p`` on every train and
+predict call. The stock configurations are left untouched; running ``lightmedseg plans`` again replaces only
+its own two entries. (``nnUNetv2_plan_and_preprocess`` rewrites the plans file: run ``lightmedseg plans``
+again afterwards.)
+
+Rounding the planned patch up (rather than leaving it): LightMedSeg pads every input to a multiple of 16
+internally, so a planned 40x56x40 patch would be computed as 48x64x48 anyway, with zeros where real context
+could be; rounding the crop up gives the network that context at no extra cost.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+BASE_CONFIGURATION = "3d_fullres"
+PAPER_CONFIGURATION = "3d_fullres_lightmedseg"
+PLANNED_CONFIGURATION = "3d_fullres_lightmedseg_planned"
+PAPER_PATCH_SIZE = (128, 128, 128)
+PAPER_BATCH_SIZE = 8
+DIVISOR = 16  # LightMedSeg.divisor (stem x2, three poolings); kept here so this module does not import torch
+VARIANTS = ("paper", "planned")
+
+
+class PlansOverrideError(RuntimeError):
+    """A problem with the dataset/plans that the user must fix (the message says how)."""
+
+
+def round_up(patch_size: Sequence[int], divisor: int = DIVISOR) -> List[int]:
+    """Each axis rounded up to a multiple of ``divisor``."""
+    return [int(math.ceil(int(p) / divisor) * divisor) for p in patch_size]
+
+
+def paper_configuration(base: str = BASE_CONFIGURATION) -> Dict:
+    """The paper's setting (§4): 128^3 crops, batch size 8, everything else inherited from ``base``."""
+    return {"inherits_from": base, "patch_size": list(PAPER_PATCH_SIZE), "batch_size": PAPER_BATCH_SIZE}
+
+
+def planned_configuration(planned_patch_size: Sequence[int], planned_batch_size: int,
+                          base: str = BASE_CONFIGURATION) -> Dict:
+    """nnU-Net's planned patch rounded up to a multiple of 16 per axis, nnU-Net's planned batch size."""
+    return {"inherits_from": base, "patch_size": round_up(planned_patch_size), "batch_size": int(planned_batch_size)}
+
+
+def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = VARIANTS,
+                               base: str = BASE_CONFIGURATION) -> Dict[str, Dict]:
+    """The configurations to add to ``plans`` (a loaded nnU-Net plans dict), by name."""
+    configs = plans.get("configurations", {})
+    if base not in configs:
+        raise PlansOverrideError(
+            f"The plans have no '{base}' configuration (found: {sorted(configs)}). LightMedSeg is a 3D network: "
+            f"plan the dataset with `nnUNetv2_plan_and_preprocess -d ID -c {base}`.")
+    resolved = dict(configs[base])
+    if "inherits_from" in resolved:  # a 3d_fullres that itself inherits (unusual): resolve like nnU-Net does
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+        resolved = PlansManager(plans)._internal_resolve_configuration_inheritance(base)
+    if len(resolved.get("patch_size", [])) != 3:
+        raise PlansOverrideError(f"'{base}' has patch size {resolved.get('patch_size')}; expected a 3D patch.")
+    out = {}
+    for v in variants:
+        if v == "paper":
+            out[PAPER_CONFIGURATION] = paper_configuration(base)
+        elif v == "planned":
+            out[PLANNED_CONFIGURATION] = planned_configuration(resolved["patch_size"], resolved["batch_size"], base)
+        else:
+            raise ValueError(f"unknown variant {v!r}; choose from {VARIANTS}")
+    return out
+
+
+def find_preprocessed_dataset(dataset: str, preprocessed_root: Optional[str] = None) -> Path:
+    """Folder of ``dataset`` (an ID like ``4`` or a name like ``Dataset004_Hippocampus``) in nnUNet_preprocessed."""
+    root = preprocessed_root or os.environ.get("nnUNet_preprocessed")
+    if not root:
+        raise PlansOverrideError("nnUNet_preprocessed is not set. Export it (the folder nnU-Net preprocessed the "
+                                 "dataset into) and run `nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres` first.")
+    root_p = Path(root)
+    if not root_p.is_dir():
+        raise PlansOverrideError(f"nnUNet_preprocessed={root} does not exist. Run "
+                                 f"`nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres` first.")
+    ds = str(dataset)
+    if ds.startswith("Dataset"):
+        candidates = [root_p / ds] if (root_p / ds).is_dir() else []
+    else:
+        try:
+            prefix = f"Dataset{int(ds):03d}_"
+        except ValueError:
+            raise PlansOverrideError(f"-d {dataset!r}: give a dataset ID (e.g. 4) or a name (e.g. "
+                                     f"Dataset004_Hippocampus).") from None
+        candidates = sorted(p for p in root_p.iterdir() if p.is_dir() and p.name.startswith(prefix))
+    if not candidates:
+        raise PlansOverrideError(f"Dataset {dataset} is not preprocessed: nothing matching it in "
+                                 f"nnUNet_preprocessed={root}. Run `nnUNetv2_plan_and_preprocess -d {dataset} -c "
+                                 f"3d_fullres` first.")
+    if len(candidates) > 1:
+        raise PlansOverrideError(f"Several datasets match ID {dataset} in {root}: {[c.name for c in candidates]}. "
+                                 f"Pass the full name with -d.")
+    return candidates[0]
+
+
+def write_plans_override(dataset: str, plans_identifier: str = "nnUNetPlans", variants: Sequence[str] = VARIANTS,
+                         preprocessed_root: Optional[str] = None) -> Dict:
+    """Add the LightMedSeg configurations to ``<nnUNet_preprocessed>/<dataset>/<plans_identifier>.json``.
+
+    Returns ``{"plans_file", "configurations" (the entries written), "median_shape", "recommended"}``.
+    """
+    folder = find_preprocessed_dataset(dataset, preprocessed_root)
+    plans_file = folder / f"{plans_identifier}.json"
+    if not plans_file.is_file():
+        found = sorted(p.stem for p in folder.glob("*.json") if p.stem not in ("dataset", "dataset_fingerprint",
+                                                                                "splits_final"))
+        raise PlansOverrideError(f"Plans file {plans_file} does not exist (plans found: {found or 'none'}). Run "
+                                 f"`nnUNetv2_plan_and_preprocess -d {dataset} -c 3d_fullres` first, or pass the "
+                                 f"plans identifier you planned with via -p.")
+    plans = json.loads(plans_file.read_text())
+    new = lightmedseg_configurations(plans, variants)
+    data_identifier = plans["configurations"][BASE_CONFIGURATION].get("data_identifier")
+    if data_identifier and not (folder / data_identifier).is_dir():
+        raise PlansOverrideError(f"The '{BASE_CONFIGURATION}' data ({folder / data_identifier}) is not preprocessed; the "
+                                 f"LightMedSeg configurations reuse it. Run `nnUNetv2_preprocess -d {dataset} -plans_name "
+                                 f"{plans_identifier} -c {BASE_CONFIGURATION}` first.")
+    plans["configurations"].update(new)
+    tmp = plans_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(plans, indent=4, sort_keys=False))
+    os.replace(tmp, plans_file)  # atomic: a crash never leaves a half-written plans file
+    median = plans.get("original_median_shape_after_transp")
+    small = median is not None and any(int(m) < p for m, p in zip(median, PAPER_PATCH_SIZE))
+    return {"plans_file": str(plans_file), "configurations": new, "median_shape": median,
+            "recommended": PLANNED_CONFIGURATION if small else PAPER_CONFIGURATION}
+
+
+def snippet_json(obj: Dict) -> str:
+    """How the shipped snippets are serialised (so a test can compare the files byte for byte)."""
+    return json.dumps(obj, indent=4) + "\n"
+
+
+def write_shipped_snippets(folder: str) -> List[Path]:
+    """Regenerate the JSON files of ``plans_overrides/`` (``python -m nnunetv2_lightmedseg.plans plans_overrides``)."""
+    paths = []
+    for name, obj in shipped_snippets().items():
+        path = Path(folder) / name
+        path.write_text(snippet_json(obj))
+        paths.append(path)
+    return paths
+
+
+def shipped_snippets() -> Dict[str, Dict]:
+    """The JSON files of the top-level ``plans_overrides/`` folder, by file name, as this code produces them.
+
+    ``3d_fullres_lightmedseg.json`` is dataset-independent. The planned variant depends on the dataset's plans;
+    the example is nnU-Net's 3d_fullres plan for Dataset004_Hippocampus (patch 40x56x40, batch 9).
+    """
+    return {
+        f"{PAPER_CONFIGURATION}.json": {PAPER_CONFIGURATION: paper_configuration()},
+        f"Dataset004_Hippocampus_{PLANNED_CONFIGURATION}.json":
+            {PLANNED_CONFIGURATION: planned_configuration((40, 56, 40), 9)},
+    }
+
+
+if __name__ == "__main__":
+    import sys
+
+    for written in write_shipped_snippets(sys.argv[1] if len(sys.argv) > 1 else "plans_overrides"):
+        print(written)

@@ -1,0 +1,101 @@
+"""Shared test helpers: tiny nnU-Net raw datasets and nnU-Net's own commands in subprocesses.
+
+The datasets are random 3D blobs (an ellipsoid "core" inside a "shell", plus a second small ellipsoid), on
+noise, written in nnU-Net's raw layout (imagesTr/labelsTr/dataset.json). ``regions=True`` writes a BraTS-like
+dataset (several channels, nnU-Net region labels with ``regions_class_order``).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's console scripts (nnUNetv2_*, lightmedseg)
+
+
+def write_blob_dataset(raw_root: Path, dataset_id: int, name: str = "LMSBlobs", n_cases: int = 4,
+                       shape: Tuple[int, int, int] = (32, 40, 36), n_channels: int = 1, regions: bool = False,
+                       seed: int = 0) -> Path:
+    """Write ``Dataset{id:03d}_{name}`` under ``raw_root`` and return its folder.
+
+    Labels: 0 background, 1 core, 2 shell around the core, 3 a separate small blob (label mode: 0..2 only
+    unless ``regions``). Region mode: labels 1..3 as above, regions ``whole = (1, 2, 3)``, ``inner = (1, 3)``,
+    ``core = (1,)`` (nested like BraTS' whole tumour / tumour core / enhancing).
+    """
+    import SimpleITK as sitk
+    from batchgenerators.utilities.file_and_folder_operations import save_json
+
+    rng = np.random.default_rng(seed)
+    root = Path(raw_root) / f"Dataset{dataset_id:03d}_{name}"
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), 0).astype(np.float32)
+    for i in range(n_cases):
+        centre = np.array(shape) / 2 + rng.uniform(-3, 3, 3)
+        radii = rng.uniform(5, 8, 3)
+        r = np.sqrt((((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0))
+        seg = np.zeros(shape, np.uint8)
+        seg[r < 1.4] = 2
+        seg[r < 1.0] = 1
+        if regions:
+            c2 = centre + np.array([0, radii[1] * 0.6, 0])
+            seg[np.sqrt(((grid - c2[:, None, None, None]) ** 2).sum(0)) < 2.5] = 3
+        for ch in range(n_channels):
+            contrast = {1: 60 + 10 * ch, 2: 30 - 5 * ch, 3: 90}
+            img = 100 + rng.normal(0, 10, shape)
+            for lab, val in contrast.items():
+                img[seg == lab] += val
+            im = sitk.GetImageFromArray(img.astype(np.float32))
+            im.SetSpacing((1.0, 1.0, 1.5))
+            sitk.WriteImage(im, str(root / "imagesTr" / f"case{i:03d}_{ch:04d}.nii.gz"))
+        im = sitk.GetImageFromArray(seg)
+        im.SetSpacing((1.0, 1.0, 1.5))
+        sitk.WriteImage(im, str(root / "labelsTr" / f"case{i:03d}.nii.gz"))
+    channel_names = {str(c): f"MRI{c}" for c in range(n_channels)}
+    if regions:
+        labels = {"background": 0, "whole": [1, 2, 3], "inner": [1, 3], "core": 1}
+        extra = {"regions_class_order": [2, 3, 1]}
+    else:
+        labels = {"background": 0, "core": 1, "shell": 2}
+        extra = {}
+    save_json({"channel_names": channel_names, "labels": labels, "numTraining": n_cases, "file_ending": ".nii.gz",
+               **extra}, str(root / "dataset.json"))
+    return root
+
+
+def nnunet_env(base: Path, **extra: str) -> Dict[str, str]:
+    """Environment for nnU-Net subprocesses with raw/preprocessed/results under ``base`` and our trainers
+    folder in ``nnUNet_extTrainer``; no torch.compile, 2 OpenMP threads (a 2-core machine)."""
+    from nnunetv2_lightmedseg.cli.env import trainers_folder
+
+    env = dict(os.environ)
+    env.update(nnUNet_raw=str(base / "raw"), nnUNet_preprocessed=str(base / "preprocessed"),
+               nnUNet_results=str(base / "results"), nnUNet_extTrainer=trainers_folder(),
+               nnUNet_compile="f", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
+    env.update(extra)
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        Path(env[k]).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def run_cmd(args: Sequence[str], env: Dict[str, str], timeout: float = 600,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run a console command of the venv (``nnUNetv2_*``, ``lightmedseg``); on failure show its output."""
+    exe = BIN / args[0]
+    cmd = [str(exe) if exe.exists() else args[0], *map(str, args[1:])]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p
+
+
+def plan_and_preprocess(env: Dict[str, str], dataset_id: int, configurations: Sequence[str] = ("3d_fullres",),
+                        extra: Optional[Sequence[str]] = None) -> None:
+    """``nnUNetv2_plan_and_preprocess -d ID -c ... -np 1 --verify_dataset_integrity`` in a subprocess."""
+    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", *configurations, "-np", "1",
+             "--verify_dataset_integrity", *(extra or [])], env)
