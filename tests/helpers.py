@@ -99,3 +99,24 @@ def plan_and_preprocess(env: Dict[str, str], dataset_id: int, configurations: Se
     """``nnUNetv2_plan_and_preprocess -d ID -c ... -np 1 --verify_dataset_integrity`` in a subprocess."""
     run_cmd(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", *configurations, "-np", "1",
              "--verify_dataset_integrity", *(extra or [])], env)
+
+
+_TINY: Dict[str, Path] = {}
+TINY_ID = 990
+TINY_NAME = f"Dataset{TINY_ID}_LMSBlobs"
+
+
+def tiny_preprocessed_dataset() -> Path:
+    """A 4-case blob dataset planned and preprocessed (3d_fullres) by the real ``nnUNetv2_plan_and_preprocess``
+    in a subprocess, once per test process. Returns the base folder holding raw/, preprocessed/, results/."""
+    if "base" not in _TINY:
+        import atexit
+        import shutil
+        import tempfile
+
+        base = Path(tempfile.mkdtemp(prefix="lms_tiny_pp_"))
+        atexit.register(shutil.rmtree, base, True)
+        write_blob_dataset(base / "raw", TINY_ID, "LMSBlobs", n_cases=4)
+        plan_and_preprocess(nnunet_env(base), TINY_ID)
+        _TINY["base"] = base
+    return _TINY["base"]
