@@ -5,9 +5,9 @@ Both commands measure networks *as nnU-Net builds them*:
 * stock nnU-Net: ``nnUNetTrainer.build_network_architecture`` (i.e. nnU-Net's ``get_network_from_plans`` with
   the configuration's ``architecture`` class name and kwargs), deep supervision on for training (as
   ``nnUNetTrainer``) and off for inference (as ``nnUNetPredictor``);
-* LightMedSeg: ``nnUNetTrainer_LightMedSeg.build_network_architecture`` when the trainer is importable, else the
-  :class:`~nnunetv2_lightmedseg.LightMedSeg` constructor with the same channel counts (labelled in the output);
-  ablation variants always use the constructor (the trainer builds the default network only).
+* LightMedSeg: ``nnUNetTrainer_LightMedSeg.build_network_architecture`` (variants: their ablation trainer's, from
+  :mod:`nnunetv2_lightmedseg.training.variants`) when importable, else the :class:`~nnunetv2_lightmedseg.LightMedSeg`
+  constructor with the same channel counts (labelled in the output).
 
 Without a dataset (``--shape``) we write the plans nnU-Net's default ``ExperimentPlanner`` would produce for that
 patch (:func:`plans_for_shape`), so that both modes go through the same plans -> network code path.
@@ -41,8 +41,8 @@ VARIANTS: Dict[str, dict] = {
     "no_lspm": {"use_lspm": False},
     "no_anchors": {"use_anchors": False},
     "no_skip_router": {"use_skip_router": False},
-    "anchors4": {"num_anchors": 4},
     "anchors16": {"num_anchors": 16},
+    "anchors32": {"num_anchors": 32},
 }
 STOCK = "nnunet"
 
@@ -252,23 +252,33 @@ def stock_network_for_shape(in_ch: int, num_classes: int, spatial: Sequence[int]
     return build_stock_network(plans_for_shape(in_ch, num_classes, spatial), deep_supervision)
 
 
-def lightmedseg_trainer_class():
-    """``nnUNetTrainer_LightMedSeg`` if it can be imported, else None (the benchmark labels the fallback)."""
+def lightmedseg_trainer_class(variant: str = "lightmedseg"):
+    """The nnU-Net trainer that trains ``variant``: ``nnUNetTrainer_LightMedSeg`` or the ablation trainer of
+    :mod:`nnunetv2_lightmedseg.training.variants` whose ``network_options`` equal the variant's options (and that
+    changes nothing else). None when no such trainer is importable (the benchmark then labels its fallback)."""
     try:
+        from nnunetv2_lightmedseg.training import variants as _variants  # noqa: F401 (registers the subclasses)
         from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
     except ImportError:
         return None
-    return nnUNetTrainer_LightMedSeg
+    opts = variant_options(variant)
+    todo, found = [nnUNetTrainer_LightMedSeg], []
+    while todo:
+        cls = todo.pop(0)
+        if getattr(cls, "network_options", None) == opts and not getattr(cls, "training_options", {}):
+            found.append(cls)
+        todo += cls.__subclasses__()
+    return found[0] if found else None
 
 
 def build_lightmedseg_network(setup: BenchmarkSetup, variant: str = "lightmedseg") -> Tuple[nn.Module, str]:
-    """LightMedSeg as ``nnUNetTrainer_LightMedSeg`` builds it (default variant, trainer present), else the
-    constructor. Returns ``(network, how_it_was_built)``."""
-    trainer = lightmedseg_trainer_class()
-    if variant == "lightmedseg" and trainer is not None:
+    """LightMedSeg as its nnU-Net trainer (``nnUNetTrainer_LightMedSeg`` or the variant's ablation trainer) builds
+    it, else the constructor with the same channels. Returns ``(network, how_it_was_built)``."""
+    trainer = lightmedseg_trainer_class(variant)
+    if trainer is not None:
         net = trainer.build_network_architecture(setup.plans_manager, setup.configuration_manager,
                                                  setup.num_input_channels, setup.num_outputs, False)
-        return net, "nnUNetTrainer_LightMedSeg.build_network_architecture"
+        return net, f"{trainer.__name__}.build_network_architecture"
     from nnunetv2_lightmedseg import LightMedSeg
     return (LightMedSeg(setup.num_input_channels, setup.num_outputs, **variant_options(variant)),
             "LightMedSeg(" + ", ".join([str(setup.num_input_channels), str(setup.num_outputs)] +
@@ -345,7 +355,8 @@ class TrainStep:
     trainer's ``_build_loss`` and the optimiser from its ``configure_optimizers``.
 
     stock -> ``nnUNetTrainer`` (DC_and_CE_loss with deep supervision, SGD nesterov 0.99).
-    LightMedSeg -> ``nnUNetTrainer_LightMedSeg`` when importable; otherwise (stated in ``self.loss_name``)
+    LightMedSeg -> its trainer (``nnUNetTrainer_LightMedSeg`` or the variant's ablation trainer; BoundaryCompoundLoss,
+    AdamW) when importable; otherwise (stated in ``self.loss_name``)
     ``nnUNetTrainer`` with deep supervision off, i.e. nnU-Net's DC_and_CE_loss on the single output.
     """
 
@@ -354,7 +365,8 @@ class TrainStep:
         cls = nnUNetTrainer
         fallback = False
         if entry.kind == "lightmedseg":
-            cls = lightmedseg_trainer_class()
+            # the variant's own trainer, else the default LightMedSeg trainer's loss/optimiser on this network
+            cls = lightmedseg_trainer_class(entry.variant) or lightmedseg_trainer_class()
             if cls is None:
                 cls, fallback = nnUNetTrainer, True
         plans = copy.deepcopy(setup.plans)

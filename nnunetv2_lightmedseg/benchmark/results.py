@@ -205,7 +205,8 @@ def predict_and_evaluate(trainer_folder: str, folds: Sequence[int], images: str,
 
 
 # ---------------------------------------------------------------------------------------------- output
-def format_results(cmp: dict, name_a: str, name_b: str, times_a: dict, times_b: dict) -> str:
+def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] = None,
+                   times_b: Optional[dict] = None) -> str:
     labels = cmp["labels"] + [FG]
     lines = [f"A = {name_a}", f"B = {name_b}", "",
              "Dice per fold (nnU-Net validation summary.json means; fg_mean = nnU-Net's foreground_mean)"]
@@ -228,13 +229,15 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: dict, times_b: 
                      f"[{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}]", str(s["b_better"]), str(s["a_better"]),
                      "-" if s["wilcoxon_p"] is None else f"{s['wilcoxon_p']:.3g}", f"{s['sign_test_p']:.3g}"])
     lines += _table(head, body)
+    if times_a is None or times_b is None:
+        return "\n".join(lines)
     lines += ["", "Wall time per epoch (training_log_*.txt 'Epoch time')"]
     body = []
     for name, t in (("A", times_a), ("B", times_b)):
         body.append([name, str(t["n_epochs"]), _f(t["mean_s"]), _f(t["median_s"])])
+    lines += _table(["trainer", "epochs", "mean s", "median s"], body)
     if times_a["median_s"] and times_b["median_s"]:
         lines.append(f"  B/A median epoch time: {times_b['median_s'] / times_a['median_s']:.3f}")
-    lines += _table(["trainer", "epochs", "mean s", "median s"], body)
     return "\n".join(lines)
 
 

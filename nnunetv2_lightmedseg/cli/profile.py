@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nparameters: {n_params:,} ({n_params / 1e6:.3f}M)")
     print(f"MACs: {total_flops / 2e9:.3f} G    FLOPs: {total_flops / 1e9:.3f} G  (FLOPs = 2 x MACs)")
     print(f"  {FLOP_CONVENTION}\n")
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in getattr(model, "config", {}).items()}
     del model
 
     info = machine_info(args.threads)
@@ -117,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"speed ratio {r['name']} / {lms.name}: {r['latency_s'] / me['latency_s']:.1f}x "
                   f"({r['latency_s']:.3f} s vs {me['latency_s']:.3f} s, medians of interleaved runs)")
     if args.json:
-        card = {"name": lms.name, "config": {k: (list(v) if isinstance(v, tuple) else v)
-                                             for k, v in getattr(lms.build(setup, False), "config", {}).items()},
+        card = {"name": lms.name, "built_by": lms.built_by, "config": config,
                 "input_shape": list(shape), "params": n_params, "params_per_module": breakdown,
                 "macs_per_module": {k: v // 2 for k, v in comp.items()}, "macs": total_flops // 2,
                 "flops": total_flops, "flop_convention": FLOP_CONVENTION}

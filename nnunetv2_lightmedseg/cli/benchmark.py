@@ -1,0 +1,191 @@
+"""``lightmedseg benchmark``: LightMedSeg against stock nnU-Net (issue 4).
+
+``benchmark network``: both networks built from the same nnU-Net plans (stock exactly as ``nnUNetTrainer`` builds
+it, LightMedSeg as ``nnUNetTrainer_LightMedSeg`` does, plus variants), measured in one run, interleaved: params,
+MACs/FLOPs, forward latency, nnU-Net train-step time at the planned batch and patch, peak memory.
+
+``benchmark results``: two trained result folders (``TRAINER__PLANS__CONFIG``) compared on nnU-Net's own
+validation (``fold_X/validation/summary.json``): Dice per label, per fold and overall, paired per-case differences
+(bootstrap CI, Wilcoxon, sign test), wall time per epoch from the training logs; optionally both predicted on a
+labelled test folder with nnU-Net's predictor and evaluated with nnU-Net's metrics.
+
+Examples::
+
+    lightmedseg benchmark network --shape 4 128 128 128 --json bench.json --plot bench.png
+    lightmedseg benchmark network -d 4 -c 3d_fullres --variants standard,no_lspm
+    lightmedseg benchmark results -d 4 -c 3d_fullres -tr nnUNetTrainer_CPUBench_4x50 \\
+        -tr nnUNetTrainer_LightMedSeg_CPUBench_4x50 --folds 0 --json cmp.json --plot cmp.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("benchmark", help="benchmark LightMedSeg against stock nnU-Net (network, results)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="benchmark_command", metavar="{network,results}")
+    sub.required = True
+
+    n = sub.add_parser("network", help="params, MACs, latency, train-step time, peak memory vs stock nnU-Net")
+    src = n.add_mutually_exclusive_group(required=True)
+    src.add_argument("-d", dest="dataset", help="dataset name or ID (preprocessed plans in nnUNet_preprocessed)")
+    src.add_argument("--shape", type=int, nargs=4, metavar=("C", "X", "Y", "Z"),
+                     help="explicit input: channels and spatial size (nnU-Net's default plans for that patch)")
+    n.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default 3d_fullres)")
+    n.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    n.add_argument("--num-classes", type=int, default=4, help="with --shape: classes incl. background (default 4)")
+    n.add_argument("--batch", type=int, default=2, help="with --shape: training batch size (default 2); with -d "
+                                                        "the planned batch size is used")
+    n.add_argument("--variants", default="", help="comma-separated LightMedSeg variants besides the default: "
+                                                  "standard,no_lspm,no_anchors,no_skip_router,anchorsN")
+    n.add_argument("--runs", type=int, default=5, help="timed forwards per model (default 5)")
+    n.add_argument("--train-runs", type=int, default=3, help="timed training steps per model (default 3)")
+    n.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default 1)")
+    n.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    n.add_argument("--no-train", action="store_true", help="skip the training-step measurements")
+    n.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    n.add_argument("--stock-channels-last", action="store_true",
+                   help="also measure stock in channels_last_3d (labelled; nnU-Net itself does not convert)")
+    n.add_argument("--json", metavar="FILE", help="write the rows as a JSON list")
+    n.add_argument("--plot", metavar="FILE.png", help="write a bar chart (PNG)")
+    n.set_defaults(func=run_network)
+
+    r = sub.add_parser("results", help="compare two trained nnU-Net result folders (Dice, epoch time)")
+    r.add_argument("--a", help="results folder A (TRAINER__PLANS__CONFIG), e.g. stock")
+    r.add_argument("--b", help="results folder B, e.g. LightMedSeg; differences are B - A")
+    r.add_argument("-d", dest="dataset", help="dataset name or ID (with -c and two -tr instead of --a/--b)")
+    r.add_argument("-c", dest="configuration", default="3d_fullres")
+    r.add_argument("-p", dest="plans", default="nnUNetPlans")
+    r.add_argument("-tr", dest="trainers", action="append", default=[], help="trainer (twice: A then B)")
+    r.add_argument("--folds", nargs="+", help="folds to compare (default: all with a validation summary)")
+    r.add_argument("--test-images", help="also predict this folder of images (nnU-Net naming) with both")
+    r.add_argument("--test-labels", help="reference labels for --test-images")
+    r.add_argument("--test-output", default="lightmedseg_benchmark_test",
+                   help="where test predictions go (one subfolder per trainer; default ./lightmedseg_benchmark_test)")
+    r.add_argument("--device", default="cpu", help="device for test prediction (cpu, cuda)")
+    r.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    r.add_argument("--json", metavar="FILE")
+    r.add_argument("--plot", metavar="FILE.png")
+    r.set_defaults(func=run_results)
+
+
+def _fail(msg: str) -> int:
+    print(f"lightmedseg benchmark: {msg}", file=sys.stderr)
+    return 2
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, float) and o != o:  # NaN -> null (strict JSON)
+        return None
+    return o
+
+
+def run_network(args: argparse.Namespace) -> int:
+    from ..benchmark.models import default_entries, parse_variants, plans_for_shape, setup_from_dataset
+    from ..benchmark.network import format_table, machine_info, plot_network_rows, run_network_benchmark
+
+    try:
+        variants = parse_variants(args.variants)
+        for name in ("runs", "train_runs", "threads", "batch"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if args.shape:
+            setup = plans_for_shape(args.shape[0], args.num_classes, args.shape[1:], batch_size=args.batch,
+                                    configuration=args.configuration)
+        else:
+            setup = setup_from_dataset(args.dataset, args.configuration, args.plans)
+        entries = default_entries(variants, args.stock_channels_last)
+    except ValueError as e:
+        return _fail(str(e))
+    for path in (args.json, args.plot):
+        if path and os.path.dirname(os.path.abspath(path)) and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            return _fail(f"output folder of {path} does not exist")
+
+    info = machine_info(args.threads)
+    print(f"set-up: {setup.source}; patch {setup.patch_size}, batch {setup.batch_size}, "
+          f"{setup.num_input_channels} input channel(s), {setup.num_outputs} outputs", flush=True)
+    rows = run_network_benchmark(setup, entries, runs=args.runs, threads=args.threads, warmup=args.warmup,
+                                 forward_batch=1, train_batch=setup.batch_size, train_runs=args.train_runs,
+                                 measure_train=not args.no_train, measure_memory=not args.no_memory,
+                                 progress=lambda s: print("  " + s, flush=True))
+    print()
+    print(format_table(rows, setup.source, info))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(_jsonable(rows), f, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_network_rows(rows, args.plot, f"{setup.source}\n{info['threads']} CPU thread(s), torch {info['torch']}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def run_results(args: argparse.Namespace) -> int:
+    from ..benchmark import results as R
+
+    try:
+        if args.a or args.b:
+            if not (args.a and args.b) or args.trainers:
+                raise ValueError("give both --a and --b (result folders), or -d/-c with two -tr, not a mix")
+            fa, fb = args.a, args.b
+            name_a, name_b = os.path.basename(os.path.normpath(fa)), os.path.basename(os.path.normpath(fb))
+        else:
+            if not args.dataset or len(args.trainers) != 2:
+                raise ValueError("give --a FOLDER --b FOLDER, or -d DATASET -c CONFIG -tr TRAINER_A -tr TRAINER_B")
+            fa, fb = (R.resolve_trainer_folder(args.dataset, args.configuration, t, args.plans)
+                      for t in args.trainers)
+            name_a, name_b = args.trainers
+        if bool(args.test_images) != bool(args.test_labels):
+            raise ValueError("--test-images and --test-labels go together")
+        folds_a = R.fold_names(fa, args.folds)
+        folds_b = R.fold_names(fb, args.folds)
+        common = [f for f in folds_a if f in folds_b]
+        if not common:
+            raise ValueError(f"no common fold with a validation summary: A {folds_a}, B {folds_b}")
+        sa, ta = R.load_trainer_folder(fa, common)
+        sb, tb = R.load_trainer_folder(fb, common)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail(str(e))
+
+    cmp = R.compare_summaries(sa, sb, args.bootstrap, args.seed)
+    times_a, times_b = R.epoch_time_stats(ta), R.epoch_time_stats(tb)
+    print(R.format_results(cmp, f"{name_a} ({fa})", f"{name_b} ({fb})", times_a, times_b))
+    out = {"a": {"name": name_a, "folder": os.path.abspath(fa), "epoch_time": times_a},
+           "b": {"name": name_b, "folder": os.path.abspath(fb), "epoch_time": times_b},
+           "folds": common, "validation": cmp,
+           "method": {"difference": "B - A", "ci": f"paired percentile bootstrap, {args.bootstrap} resamples, "
+                                                   f"seed {args.seed}", "tests": "Wilcoxon signed-rank, exact sign test",
+                      "fg_mean": "per case: mean Dice over foreground labels present (nnU-Net NaN = absent)"}}
+
+    if args.test_images:
+        folds_int = [int(f.replace("fold_", "")) if f.replace("fold_", "").isdigit() else f for f in common]
+        test = {}
+        for key, folder, name in (("a", fa, name_a), ("b", fb, name_b)):
+            dst = os.path.join(args.test_output, name)
+            print(f"\npredicting {args.test_images} with {name} (folds {folds_int}) -> {dst}", flush=True)
+            try:
+                test[key] = R.load_summary(R.predict_and_evaluate(folder, folds_int, args.test_images,
+                                                                  args.test_labels, dst, args.device))
+            except (ValueError, FileNotFoundError) as e:
+                return _fail(str(e))
+        tcmp = R.compare_summaries({"test": test["a"]}, {"test": test["b"]}, args.bootstrap, args.seed)
+        print("\nTest folder " + args.test_images)
+        print(R.format_results(tcmp, name_a, name_b))
+        out["test"] = tcmp
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(_jsonable(out), f, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        R.plot_results(cmp, name_a, name_b, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,56 @@
+"""``lightmedseg profile``: the model card on a small input (fast), with and without the stock comparison."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nnunetv2_lightmedseg import LightMedSeg
+from nnunetv2_lightmedseg.benchmark import count_macs, count_parameters, stock_network_for_shape
+from nnunetv2_lightmedseg.cli.main import main as cli
+
+
+def test_profile_prints_per_module_table_and_writes_json(tmp_path, capsys):
+    js = tmp_path / "card.json"
+    assert cli(["profile", "--in-channels", "1", "--num-classes", "3", "--shape", "32", "32", "32", "--runs", "1",
+                "--threads", "1", "--vs-nnunet", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    net = LightMedSeg(1, 3)
+    breakdown = net.parameter_breakdown()
+    for name, n in breakdown.items():  # one table line per paper component with its parameter count
+        assert any(line.split()[:2] == [name, f"{n:,}"] for line in out.splitlines()), name
+    assert "FLOPs = 2 x MACs" in out and "speed ratio nnunet / lightmedseg" in out
+    card = json.loads(js.read_text())
+    mc = card["model_card"]
+    assert mc["params"] == sum(breakdown.values()) == count_parameters(net)
+    assert mc["params_per_module"] == breakdown
+    assert mc["macs"] == count_macs(net, (1, 1, 32, 32, 32)) and mc["flops"] == 2 * mc["macs"]
+    # per-module MACs add up to the total (the remainder is what no module's forward executed)
+    assert sum(mc["macs_per_module"].values()) == mc["macs"]
+    assert mc["macs_per_module"]["lspm"] > 0 and mc["macs_per_module"]["encoder_stage1"] > 0
+    rows = {r["name"]: r for r in card["rows"]}
+    assert set(rows) == {"nnunet", "lightmedseg"}
+    assert rows["nnunet"]["params"] == count_parameters(stock_network_for_shape(1, 3, (32, 32, 32)))
+    for r in rows.values():
+        assert r["latency_s"] > 0 and r["peak_mem_mb"] > 0 and r["threads"] == 1
+    assert rows["lightmedseg"]["latency_speedup_vs_stock"] == pytest.approx(
+        rows["nnunet"]["latency_s"] / rows["lightmedseg"]["latency_s"])
+
+
+def test_profile_variant_any_shape_without_stock(tmp_path):
+    js = tmp_path / "card.json"
+    # 40x50x40 is no nnU-Net patch (stock cannot pool it) but LightMedSeg takes any size >= 16
+    assert cli(["profile", "--in-channels", "2", "--num-classes", "2", "--shape", "40", "50", "40",
+                "--variant", "standard", "--runs", "1", "--no-memory", "--json", str(js)]) == 0
+    card = json.loads(js.read_text())
+    assert card["model_card"]["params"] == count_parameters(LightMedSeg(2, 2, conv_type="standard"))
+    assert [r["name"] for r in card["rows"]] == ["lightmedseg_standard"]
+
+
+def test_profile_bad_arguments(capsys):
+    assert cli(["profile", "--variant", "nope"]) == 2
+    assert "unknown LightMedSeg variant" in capsys.readouterr().err
+    assert cli(["profile", "--shape", "8", "32", "32"]) == 2
+    assert ">= 16" in capsys.readouterr().err
+    assert cli(["profile", "--shape", "40", "50", "40", "--vs-nnunet"]) == 2
+    assert "40 56 40" in capsys.readouterr().err
