@@ -1,0 +1,473 @@
+"""``lightmedseg demo``: plan/preprocess -> train -> predict -> evaluate with nnU-Net's own commands, on CPU.
+
+Without ``--dataset`` it writes a small synthetic label-based dataset (:mod:`nnunetv2_lightmedseg.data.synthetic`:
+textured nested ellipsoids, labels background/outer/inner, 20 training + 4 held-out cases). With
+``--dataset PATH`` it runs the same steps on a user's nnU-Net raw dataset folder ``DatasetXXX_Name``.
+
+Every step is the real nnU-Net console command in a subprocess, exactly what a user would type (the demo prints
+each command line), with ``nnUNet_raw``/``nnUNet_preprocessed``/``nnUNet_results`` pointing into the work
+directory and ``nnUNet_extTrainer`` set as ``lightmedseg env`` prints it::
+
+    nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres -np 2 -npfp 2
+    nnUNetv2_train ID 3d_fullres 0 -tr nnUNetTrainer_LightMedSeg_Demo -device cpu
+    nnUNetv2_predict -i imagesTs -o predictions -d ID -c 3d_fullres -f 0 -tr ... -device cpu -npp 1 -nps 1
+    nnUNetv2_evaluate_folder labelsTs predictions -djfile dataset.json -pfile plans.json -o summary.json -np 1
+
+Evaluation needs held-out labels: ``imagesTs`` + ``labelsTs`` when the dataset has them (the synthetic one
+does); otherwise the demo reports the Dice of the fold-0 validation cases, which ``nnUNetv2_train`` itself
+predicts and evaluates after training (``fold_0/validation/summary.json``): also cases the network never saw.
+
+The work directory (default ``./lightmedseg_demo``) is marked as the demo's own and is wiped at the start of a
+run; without ``--keep`` it is removed again at the end (unless a step failed: then its logs stay for reading).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from nnunetv2_lightmedseg.cli.env import ENV_VAR, ext_trainer_value
+
+DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
+DEFAULT_DATASET_ID = 990
+CONFIGURATION = "3d_fullres"
+PLANS = "nnUNetPlans"
+FOLD = 0
+MARKER = ".lightmedseg_demo"
+DATASET_RE = re.compile(r"^Dataset(\d{3})_(.+)$")
+
+# lines of nnU-Net's output worth echoing when not --verbose (the rest goes to the step's log file)
+_ECHO = re.compile(r"(^Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time|Mean Validation Dice|"
+                   r"LightMedSeg:|Using trainer|Error|error:|Traceback|WARNING)")
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception)|AssertionError|KeyboardInterrupt)\b.*")
+
+
+class DemoError(RuntimeError):
+    """A problem the user can fix (bad path, malformed dataset, failed step); printed without a traceback."""
+
+
+# --------------------------------------------------------------------------------------- nnU-Net plumbing
+def nnunet_command(name: str) -> str:
+    """Absolute path of an nnU-Net console script (``nnUNetv2_train`` ...) of THIS Python environment.
+
+    Looked up next to ``sys.executable`` first, so the demo runs the nnU-Net installed with this package even
+    when the venv is not activated; then on PATH.
+    """
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise DemoError(f"{name} not found next to {sys.executable} nor on PATH. Is nnunetv2 installed in this "
+                        f"environment? (pip install nnunetv2)")
+    return found
+
+
+def nnunet_env(workdir: Path, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for nnU-Net commands whose raw/preprocessed/results folders live in ``workdir``.
+
+    ``nnUNet_extTrainer`` gets the trainers folder appended (as ``lightmedseg env`` prints it).
+    """
+    env = dict(os.environ if base is None else base)
+    workdir = Path(workdir).resolve()
+    env["nnUNet_raw"] = str(workdir / "nnUNet_raw")
+    env["nnUNet_preprocessed"] = str(workdir / "nnUNet_preprocessed")
+    env["nnUNet_results"] = str(workdir / "nnUNet_results")
+    env[ENV_VAR] = ext_trainer_value(env.get(ENV_VAR))
+    env["PYTHONUNBUFFERED"] = "1"  # stream nnU-Net's prints line by line into our log
+    return env
+
+
+def planning_env(env: Dict[str, str]) -> Dict[str, str]:
+    """``env`` for ``nnUNetv2_plan_and_preprocess``: without ``nnUNet_n_proc_DA`` < 1.
+
+    nnU-Net's planner calls ``torch.set_num_threads(get_allowed_n_proc_DA())`` (nnunetv2 2.8,
+    default_experiment_planner.py) and crashes with "set_num_threads expects a positive integer" when the
+    variable is 0, although 0 is valid for training (augmentation in the training process).
+    """
+    env = dict(env)
+    if env.get("nnUNet_n_proc_DA", "").strip() and int(env["nnUNet_n_proc_DA"]) < 1:
+        del env["nnUNet_n_proc_DA"]
+    return env
+
+
+def training_env(env: Dict[str, str], n_proc_da: int) -> Dict[str, str]:
+    """``env`` for ``nnUNetv2_train``: ``nnUNet_n_proc_DA`` = ``n_proc_da`` unless the user set it already.
+
+    nnU-Net's default is 12 augmentation worker processes (capped at the CPU count). On a 2-core CPU torch's
+    two threads already use both cores; augmenting in the training process (0) avoids the workers' start-up
+    and competition for the cores.
+    """
+    env = dict(env)
+    env.setdefault("nnUNet_n_proc_DA", str(n_proc_da))
+    # the final validation exports its segmentations through a spawn pool of nnUNet_def_n_proc (default 8)
+    # processes, each importing torch and nnU-Net: minutes of start-up on 2 cores for a few tiny volumes
+    env.setdefault("nnUNet_def_n_proc", "1")
+    return env
+
+
+def last_exception_line(lines: Sequence[str]) -> Optional[str]:
+    """The final ``SomeError: message`` line of a Python traceback in a command's output, if any."""
+    for line in reversed(lines):
+        m = _EXCEPTION_LINE.match(line.strip())
+        if m:
+            return line.strip()
+    return None
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_step(cmd: List[str], env: Dict[str, str], log_file: Path, verbose: bool = False,
+             echo: bool = True, cpu_seconds: Optional[Dict[str, float]] = None,
+             name: Optional[str] = None) -> float:
+    """Run one nnU-Net command, tee its output to ``log_file``; return wall seconds. DemoError on failure.
+
+    With ``cpu_seconds`` the command's CPU time (user + system, its worker processes included) is stored
+    under ``name``: on a shared machine, wall time depends on the load, CPU time much less.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    print("$ " + " ".join(_short(c) for c in cmd), flush=True)
+    tail: deque = deque(maxlen=40)
+    start, cpu_start = time.perf_counter(), _children_cpu_seconds()
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                bufsize=1, errors="replace")
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                # tqdm progress bars arrive as \r-separated updates; keep only the last state
+                line = line.rstrip("\n").split("\r")[-1]
+                tail.append(line)
+                if echo and (verbose or _ECHO.search(line)):
+                    print("    " + line, flush=True)
+            proc.wait()
+        except BaseException:
+            proc.kill()  # Ctrl-C: do not leave nnU-Net running in the background
+            proc.wait()
+            raise
+    elapsed = time.perf_counter() - start
+    if cpu_seconds is not None:
+        cpu_seconds[name or Path(cmd[0]).name] = _children_cpu_seconds() - cpu_start
+    if proc.returncode != 0:
+        reason = last_exception_line(list(tail)) or f"exit status {proc.returncode}"
+        shown = "\n".join("    | " + t for t in list(tail)[-25:])
+        raise DemoError(f"{Path(cmd[0]).name} failed: {reason}\n  last output lines:\n{shown}\n"
+                        f"  full log: {log_file}")
+    return elapsed
+
+
+def _short(arg: str) -> str:
+    """Shorten absolute paths to the console scripts in printed command lines."""
+    p = Path(arg)
+    if p.is_absolute() and p.name.startswith("nnUNetv2_"):
+        return p.name
+    return arg
+
+
+# ----------------------------------------------------------------------------------------- the dataset
+@dataclass
+class RawDataset:
+    """A checked nnU-Net raw dataset folder."""
+    path: Path
+    dataset_id: int
+    name: str  # DatasetXXX_Name
+    dataset_json: dict
+    test_images: Optional[Path] = None  # imagesTs, when labelsTs has a label for every test case
+    test_labels: Optional[Path] = None
+    num_test: int = 0
+    notes: List[str] = field(default_factory=list)
+
+
+def _case_ids(folder: Path, file_ending: str) -> List[str]:
+    return sorted(p.name[: -len(file_ending)] for p in folder.iterdir()
+                  if p.name.endswith(file_ending) and not p.name.startswith("."))
+
+
+def check_raw_dataset(path: Path) -> RawDataset:
+    """Check a user's raw dataset folder against nnU-Net's layout; DemoError says what is wrong and what to do.
+
+    Only the structure is checked here (names, dataset.json, one image per channel for every label); nnU-Net's
+    ``--verify_dataset_integrity`` (run during planning) then checks geometry and label values.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DemoError(f"--dataset {path}: no such folder. Pass an nnU-Net raw dataset folder "
+                        f"(e.g. .../nnUNet_raw/Dataset004_Hippocampus).")
+    if not path.is_dir():
+        raise DemoError(f"--dataset {path}: not a folder. Pass an nnU-Net raw dataset folder DatasetXXX_Name.")
+    path = path.resolve()
+    m = DATASET_RE.match(path.name)
+    if not m:
+        raise DemoError(f"--dataset {path}: the folder name must be DatasetXXX_Name with a 3-digit id, as nnU-Net "
+                        f"requires (e.g. Dataset004_Hippocampus); got {path.name!r}. Rename the folder.")
+    dj_file = path / "dataset.json"
+    if not dj_file.is_file():
+        raise DemoError(f"--dataset {path}: no dataset.json. nnU-Net needs one (channel_names, labels, numTraining, "
+                        f"file_ending); see nnunetv2.dataset_conversion.generate_dataset_json.")
+    try:
+        dj = json.loads(dj_file.read_text())
+    except json.JSONDecodeError as e:
+        raise DemoError(f"{dj_file}: not valid JSON ({e}).") from None
+    missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in dj]
+    if "channel_names" not in dj and "modality" in dj:
+        raise DemoError(f"{dj_file}: this is an nnU-Net v1 / MSD dataset.json ('modality'). Convert the dataset "
+                        f"with nnUNetv2_convert_MSD_dataset or nnUNetv2_convert_old_nnUNet_dataset first.")
+    if missing:
+        raise DemoError(f"{dj_file}: missing key(s) {missing}; nnU-Net v2 needs channel_names, labels, "
+                        f"numTraining and file_ending.")
+    if "background" not in dj["labels"] or dj["labels"]["background"] != 0:
+        raise DemoError(f"{dj_file}: labels must contain 'background': 0 (nnU-Net's convention).")
+    ending = dj["file_ending"]
+    channels = len(dj["channel_names"])
+    for sub in ("imagesTr", "labelsTr"):
+        if not (path / sub).is_dir():
+            raise DemoError(f"--dataset {path}: no {sub} folder (nnU-Net raw layout: imagesTr/, labelsTr/, "
+                            f"dataset.json, optionally imagesTs/).")
+    cases = _case_ids(path / "labelsTr", ending)
+    if not cases:
+        raise DemoError(f"{path / 'labelsTr'}: no label files ending in {ending!r} (dataset.json file_ending).")
+    if len(cases) != int(dj["numTraining"]):
+        raise DemoError(f"{dj_file}: numTraining is {dj['numTraining']} but labelsTr holds {len(cases)} "
+                        f"label files; set numTraining to {len(cases)}.")
+    if len(cases) < 5:
+        raise DemoError(f"--dataset {path}: {len(cases)} training cases; nnU-Net's 5-fold split needs at least 5.")
+    images = set(p.name for p in (path / "imagesTr").iterdir())
+    for case in cases:
+        absent = [f"{case}_{c:04d}{ending}" for c in range(channels) if f"{case}_{c:04d}{ending}" not in images]
+        if absent:
+            raise DemoError(f"{path / 'imagesTr'}: missing {absent[0]} (dataset.json lists {channels} channel(s); "
+                            f"every case needs CASE_0000{ending} .. CASE_{channels - 1:04d}{ending}).")
+    ds = RawDataset(path, int(m.group(1)), path.name, dj)
+    ts_images, ts_labels = path / "imagesTs", path / "labelsTs"
+    if ts_images.is_dir() and ts_labels.is_dir():
+        test_cases = _case_ids(ts_labels, ending)
+        ts_files = set(p.name for p in ts_images.iterdir())
+        usable = test_cases and all(f"{c}_{k:04d}{ending}" in ts_files for c in test_cases for k in range(channels))
+        if usable:
+            ds.test_images, ds.test_labels, ds.num_test = ts_images, ts_labels, len(test_cases)
+        else:
+            ds.notes.append("imagesTs/labelsTs do not match (every labelsTs case needs all its channels in "
+                            "imagesTs): evaluating the fold-0 validation cases instead.")
+    else:
+        ds.notes.append("no imagesTs + labelsTs: the Dice reported is that of the fold-0 validation cases, which "
+                        "nnUNetv2_train predicts and evaluates after training (cases it did not train on).")
+    return ds
+
+
+# ------------------------------------------------------------------------------------------ work folder
+def prepare_workdir(workdir: Path) -> Path:
+    """Create (or wipe) the demo's work folder. Refuses folders it did not create, so nothing else is deleted."""
+    workdir = Path(workdir).expanduser().resolve()
+    if workdir.exists():
+        if not workdir.is_dir():
+            raise DemoError(f"--workdir {workdir} exists and is not a folder.")
+        if any(workdir.iterdir()) and not (workdir / MARKER).exists():
+            raise DemoError(f"--workdir {workdir} is not empty and was not created by `lightmedseg demo`; "
+                            f"refusing to write (and later delete) there. Pass an empty or new folder.")
+        _clean(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("work folder of `lightmedseg demo`; it may delete this folder's contents\n")
+    return workdir
+
+
+def _clean(workdir: Path) -> None:
+    """Delete the contents of a demo work folder (symlinked user datasets are unlinked, never followed)."""
+    if not (workdir / MARKER).exists():
+        return
+    for child in workdir.iterdir():
+        if child.is_symlink() or child.is_file():
+            child.unlink()
+        else:
+            shutil.rmtree(child)
+
+
+# ------------------------------------------------------------------------------------------------ results
+def _label_keys(value) -> List[str]:
+    """The ways nnU-Net's summary.json may spell a label or region key (``1``, ``(1, 2, 3)``, ``(3,)``, ``3``)."""
+    if isinstance(value, (list, tuple)):
+        values = tuple(int(v) for v in value)
+        keys = [str(values), str(list(values))]
+        if len(values) == 1:
+            keys.append(str(values[0]))
+    else:
+        keys = [str(int(value))]
+    return [k.replace(" ", "") for k in keys]
+
+
+def read_dice(summary_file: Path, dataset_json: dict) -> Tuple[Dict[str, float], float, int]:
+    """Per-class (or per-region) mean Dice, foreground mean and case count from nnU-Net's summary.json.
+
+    Keys are named after dataset.json's labels; a NaN (class absent from every reference and prediction)
+    stays NaN.
+    """
+    summary = json.loads(Path(summary_file).read_text())
+    names = {k: name for name, value in dataset_json["labels"].items() if name != "background"
+             for k in _label_keys(value)}
+    per_class = {names.get(key.replace(" ", ""), key): float(metrics["Dice"])
+                 for key, metrics in summary["mean"].items()}
+    return per_class, float(summary["foreground_mean"]["Dice"]), len(summary["metric_per_case"])
+
+
+def print_report(result: dict) -> None:
+    print("\n" + "=" * 72)
+    print(f"LightMedSeg demo: {result['dataset']}  trainer {result['trainer']}  ({result['device']})")
+    print(f"Dice on {result['num_eval_cases']} {result['evaluated_on']}:")
+    width = max(len(k) for k in result["dice"]) if result["dice"] else 4
+    for name, dice in result["dice"].items():
+        print(f"  {name:<{width}}  {dice:.4f}")
+    print(f"  {'mean':<{width}}  {result['mean_dice']:.4f}  (foreground classes/regions)")
+    cpu = result.get("cpu_seconds", {})
+    times = ", ".join(f"{k} {v:.1f} s" + (f" (CPU {cpu[k]:.0f} s)" if k in cpu else "")
+                      for k, v in result["seconds"].items())
+    print(f"Time (wall): {times}; total {sum(result['seconds'].values()):.1f} s")
+    print("=" * 72)
+
+
+# ------------------------------------------------------------------------------------------------- main
+def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: Optional[int], keep: bool,
+             device: str = "cpu", num_processes: int = 2, n_proc_da: int = 0, disable_tta: bool = False,
+             num_train: int = 20, num_test: int = 4, verbose: bool = False) -> dict:
+    """Run the demo; returns the result dict (also written to ``workdir/demo_summary.json``)."""
+    if dataset is not None:
+        ds = check_raw_dataset(dataset)  # check before touching the work folder
+        if dataset_id is not None and dataset_id != ds.dataset_id:
+            raise DemoError(f"--dataset-id {dataset_id} differs from the id in the folder name {ds.name}; nnU-Net "
+                            f"takes the id from the folder name. Drop --dataset-id or rename the folder.")
+    workdir = prepare_workdir(workdir)
+    env = nnunet_env(workdir)
+    raw = Path(env["nnUNet_raw"])
+    raw.mkdir(parents=True)
+    logs = workdir / "logs"
+    seconds: Dict[str, float] = {}
+    cpu: Dict[str, float] = {}
+    succeeded = False
+
+    def step(name: str, cmd: List[str], step_env: Dict[str, str], log: str) -> None:
+        seconds[name] = run_step(cmd, step_env, logs / log, verbose, cpu_seconds=cpu, name=name)
+
+    try:
+        t = time.perf_counter()
+        if dataset is None:
+            from nnunetv2_lightmedseg.data.synthetic import write_label_dataset
+            did = DEFAULT_DATASET_ID if dataset_id is None else dataset_id
+            print(f"Writing the synthetic dataset ({num_train} training + {num_test} test cases) to {raw}",
+                  flush=True)
+            ds = check_raw_dataset(write_label_dataset(raw, dataset_id=did, num_train=num_train,
+                                                       num_test=num_test))
+            seconds["generate data"] = time.perf_counter() - t
+        else:
+            (raw / ds.name).symlink_to(ds.path, target_is_directory=True)
+        for note in ds.notes:
+            print("Note: " + note)
+
+        did = str(ds.dataset_id)
+        plan = [nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", CONFIGURATION,
+                "-np", str(num_processes), "-npfp", str(num_processes), "--no_pbar"]
+        if dataset is not None:
+            plan.append("--verify_dataset_integrity")  # nnU-Net's own geometry/label checks on user data
+        step("plan+preprocess", plan, planning_env(env), "plan_and_preprocess.log")
+
+        train = [nnunet_command("nnUNetv2_train"), did, CONFIGURATION, str(FOLD), "-tr", trainer,
+                 "-device", device]
+        step("train", train, training_env(env, n_proc_da), "train.log")
+
+        model_dir = Path(env["nnUNet_results"]) / ds.name / f"{trainer}__{PLANS}__{CONFIGURATION}"
+        if ds.test_images is not None:
+            predictions = workdir / "predictions"
+            predict = [nnunet_command("nnUNetv2_predict"), "-i", str(ds.test_images), "-o", str(predictions),
+                       "-d", did, "-c", CONFIGURATION, "-f", str(FOLD), "-tr", trainer, "-device", device,
+                       "-npp", "1", "-nps", "1", "--disable_progress_bar"]
+            if disable_tta:
+                predict.append("--disable_tta")
+            step("predict", predict, env, "predict.log")
+            summary = predictions / "summary.json"
+            evaluate = [nnunet_command("nnUNetv2_evaluate_folder"), str(ds.test_labels), str(predictions),
+                        "-djfile", str(model_dir / "dataset.json"), "-pfile", str(model_dir / "plans.json"),
+                        "-o", str(summary), "-np", "1"]
+            step("evaluate", evaluate, env, "evaluate.log")
+            evaluated_on = "held-out test cases (imagesTs vs labelsTs)"
+        else:
+            summary = model_dir / f"fold_{FOLD}" / "validation" / "summary.json"
+            evaluated_on = "fold-0 validation cases (predicted and evaluated by nnUNetv2_train)"
+        if not summary.is_file():
+            raise DemoError(f"nnU-Net finished but wrote no {summary}; see the logs in {logs}.")
+        dice, mean, n = read_dice(summary, ds.dataset_json)
+        result = {"dataset": ds.name, "trainer": trainer, "device": device, "dice": dice, "mean_dice": mean,
+                  "num_eval_cases": n, "evaluated_on": evaluated_on, "seconds": seconds, "cpu_seconds": cpu,
+                  "summary_json": str(summary), "model_folder": str(model_dir), "workdir": str(workdir)}
+        (workdir / "demo_summary.json").write_text(json.dumps(result, indent=2))
+        print_report(result)
+        succeeded = True
+        return result
+    finally:
+        if succeeded and not keep:
+            _clean(workdir)
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"Removed the work folder {workdir} (pass --keep to keep the model, predictions and logs).")
+        elif succeeded:
+            print(f"Kept {workdir}: model in nnUNet_results/, predictions/, logs/, demo_summary.json. To use "
+                  f"nnU-Net on it yourself: export nnUNet_raw={env['nnUNet_raw']} "
+                  f"nnUNet_preprocessed={env['nnUNet_preprocessed']} nnUNet_results={env['nnUNet_results']}; "
+                  f'eval "$(lightmedseg env)"')
+        else:
+            print(f"Logs kept in {logs}", file=sys.stderr)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        run_demo(args.dataset, args.workdir, args.trainer, args.dataset_id, args.keep, device=args.device,
+                 num_processes=args.num_processes, n_proc_da=args.n_proc_da, disable_tta=args.disable_tta,
+                 num_train=args.num_train, num_test=args.num_test, verbose=args.verbose)
+    except DemoError as e:
+        print(f"lightmedseg demo: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="plan -> train -> predict -> evaluate LightMedSeg with nnU-Net's commands (CPU, minutes)",
+        description="Runs nnU-Net's real commands (nnUNetv2_plan_and_preprocess, nnUNetv2_train, nnUNetv2_predict, "
+                    "nnUNetv2_evaluate_folder) with a short LightMedSeg trainer on a generated synthetic dataset "
+                    "(default) or on your raw dataset (--dataset), and prints the Dice reached and the time of "
+                    "each step.")
+    p.add_argument("--dataset", type=Path, default=None, metavar="RAW_DATASET_DIR",
+                   help="an nnU-Net raw dataset folder DatasetXXX_Name (imagesTr, labelsTr, dataset.json; with "
+                        "imagesTs+labelsTs the Dice is measured on those, else on the fold-0 validation cases). "
+                        "Default: generate a synthetic dataset.")
+    p.add_argument("--workdir", type=Path, default=Path("lightmedseg_demo"),
+                   help="work folder for nnUNet_raw/_preprocessed/_results, predictions and logs; wiped at start "
+                        "(default: ./lightmedseg_demo)")
+    p.add_argument("--trainer", default=DEFAULT_TRAINER,
+                   help=f"nnU-Net trainer class (default {DEFAULT_TRAINER}: 10 epochs x 25 iterations)")
+    p.add_argument("--dataset-id", type=int, default=None,
+                   help=f"id of the generated dataset (default {DEFAULT_DATASET_ID}); with --dataset the id comes "
+                        f"from the folder name")
+    p.add_argument("--num-train", type=int, default=20, help="training cases of the generated dataset (20)")
+    p.add_argument("--num-test", type=int, default=4, help="held-out test cases of the generated dataset (4)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"], help="-device for nnU-Net (cpu)")
+    p.add_argument("--num-processes", type=int, default=2,
+                   help="processes for fingerprinting/preprocessing (nnU-Net's -np/-npfp; default 2)")
+    p.add_argument("--n-proc-da", type=int, default=0,
+                   help="data-augmentation worker processes (nnUNet_n_proc_DA, unless already set in the "
+                        "environment); default 0 = augment in the training process, best on 2 CPU cores")
+    p.add_argument("--disable-tta", action="store_true",
+                   help="predict without test-time mirroring (nnU-Net's --disable_tta; 8x less prediction work)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the work folder (model, predictions, logs) instead of deleting it at the end")
+    p.add_argument("--verbose", action="store_true", help="echo all of nnU-Net's output, not only the key lines")
+    p.set_defaults(func=main)
