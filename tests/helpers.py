@@ -107,7 +107,7 @@ TINY_NAME = f"Dataset{TINY_ID}_LMSBlobs"
 
 
 def tiny_preprocessed_dataset() -> Path:
-    """A 4-case blob dataset planned and preprocessed (3d_fullres) by the real ``nnUNetv2_plan_and_preprocess``
+    """A 5-case blob dataset planned and preprocessed (3d_fullres) by the real ``nnUNetv2_plan_and_preprocess``
     in a subprocess, once per test process. Returns the base folder holding raw/, preprocessed/, results/."""
     if "base" not in _TINY:
         import atexit
@@ -116,7 +116,36 @@ def tiny_preprocessed_dataset() -> Path:
 
         base = Path(tempfile.mkdtemp(prefix="lms_tiny_pp_"))
         atexit.register(shutil.rmtree, base, True)
-        write_blob_dataset(base / "raw", TINY_ID, "LMSBlobs", n_cases=4)
+        write_blob_dataset(base / "raw", TINY_ID, "LMSBlobs", n_cases=5)  # 5: nnU-Net's 5-fold split
         plan_and_preprocess(nnunet_env(base), TINY_ID)
         _TINY["base"] = base
     return _TINY["base"]
+
+
+# ------------------------------------------------------------------------------ real data (end-to-end tests)
+HIPPOCAMPUS = REPO.parent / "shared" / "data" / "Dataset004_Hippocampus"
+HIPPOCAMPUS_MISSING = (f"real data absent: {HIPPOCAMPUS} (Dataset004_Hippocampus in nnU-Net raw layout, expected "
+                       f"at ../shared/data relative to the repository)")
+
+
+def hippocampus_subset(dest_root: Path, n_train: int = 12, n_test: int = 3,
+                       name: str = "Dataset004_Hippocampus") -> Path:
+    """A small raw dataset ``dest_root/name`` of symlinks to the first ``n_train`` hippocampus training cases
+    (imagesTr/labelsTr) and the next ``n_test`` as held-out imagesTs/labelsTs; dataset.json copied with
+    numTraining set to ``n_train``. Nothing is copied (the images stay in ../shared)."""
+    import json
+
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (HIPPOCAMPUS / "labelsTr").glob("*.nii.gz"))
+    if len(cases) < n_train + n_test:
+        raise ValueError(f"{HIPPOCAMPUS} has {len(cases)} cases, fewer than {n_train + n_test}")
+    root = Path(dest_root) / name
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i, case in enumerate(cases[: n_train + n_test]):
+        suffix = "Tr" if i < n_train else "Ts"
+        (root / f"images{suffix}" / f"{case}_0000.nii.gz").symlink_to(HIPPOCAMPUS / "imagesTr" / f"{case}_0000.nii.gz")
+        (root / f"labels{suffix}" / f"{case}.nii.gz").symlink_to(HIPPOCAMPUS / "labelsTr" / f"{case}.nii.gz")
+    dataset_json = json.loads((HIPPOCAMPUS / "dataset.json").read_text())
+    dataset_json["numTraining"] = n_train
+    (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    return root
