@@ -1,0 +1,53 @@
+"""``lightmedseg explain``: figures of LightMedSeg's internals for one case (see :mod:`nnunetv2_lightmedseg.explain`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "explain", help="PNGs of anchors, LSPM maps, skip-router and decoder-path weights, and the prediction",
+        description="Run LightMedSeg's forward_with_intermediates on one case and write PNGs: the learned anchors "
+                    "on three orthogonal slices, the LSPM texture and gating maps, the per-voxel skip-router "
+                    "weights, the decoder's three-path blending weights and the prediction. With -d/-c/-f/-tr the "
+                    "trained model is loaded as nnUNetv2_predict does and the case is preprocessed like it; "
+                    "without -d an untrained LightMedSeg is used (demo of the figures), on -i or on a generated "
+                    "phantom.")
+    p.add_argument("-d", dest="dataset", default=None, help="dataset name or ID of the trained model (omit: demo)")
+    p.add_argument("-c", dest="configuration", default="3d_fullres")
+    p.add_argument("-f", dest="fold", default="0")
+    p.add_argument("-tr", dest="trainer", default="nnUNetTrainer_LightMedSeg")
+    p.add_argument("-p", dest="plans", default="nnUNetPlans")
+    p.add_argument("--checkpoint", default="checkpoint_final.pth")
+    p.add_argument("-i", dest="images", nargs="+", default=None,
+                   help="the case's image file(s): CASE_0000.nii.gz (other channels CASE_0001... are found) or all "
+                        "channel files; omit (demo only) for a generated phantom")
+    p.add_argument("-o", dest="output", required=True, type=Path, help="output folder for the PNGs")
+    p.add_argument("--num-classes", type=int, default=3, help="demo only: output classes of the untrained network")
+    p.add_argument("--seed", type=int, default=0, help="demo only: initialisation / phantom seed")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..deploy.loading import ModelLoadError, load_predictor
+    from ..explain import ExplainError, explain_trained, explain_untrained
+
+    try:
+        if args.dataset is not None:
+            if not args.images:
+                raise ExplainError("-i CASE_0000.nii.gz is required with a trained model (-d)")
+            predictor = load_predictor(args.dataset, args.configuration, args.fold, args.trainer, args.plans,
+                                       args.checkpoint)
+            summary = explain_trained(predictor, args.images, args.output)
+        else:
+            summary = explain_untrained(args.images, args.output, num_classes=args.num_classes, seed=args.seed)
+    except (ModelLoadError, ExplainError) as e:
+        print(f"lightmedseg explain: {e}", file=sys.stderr)
+        return 1
+    print(f"explained {summary['case']} (network input {tuple(summary['input_shape'])}, slices d/h/w = "
+          f"{summary['slices']}):")
+    for name, path in summary["files"].items():
+        print(f"  {name:14s} {path}")
+    return 0

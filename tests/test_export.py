@@ -1,0 +1,106 @@
+"""``lightmedseg export``: ONNX and TorchScript from a trained-model folder, parity at two sizes, metadata JSON."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nnunetv2_lightmedseg import LightMedSeg
+from nnunetv2_lightmedseg.deploy.export import (DynamicPadWrapper, ExportedRunner, check_parity, export_onnx,
+                                                export_torchscript, parity_sizes)
+
+try:
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+    HAVE_ONNX = True
+except ImportError:
+    HAVE_ONNX = False
+needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: "
+                                                      "pip install nnunetv2-lightmedseg[export]")
+
+
+def test_parity_sizes_exercise_padding():
+    sizes = parity_sizes([32, 40, 40])
+    assert sizes[0] == (32, 40, 40)
+    assert all(s % 16 and s > 16 for s in sizes[1]) and sizes[1] != sizes[0]
+
+
+def test_wrapper_matches_network_at_odd_sizes():
+    torch.manual_seed(0)
+    net = LightMedSeg(1, 2).eval()
+    x = torch.randn(1, 1, 17, 33, 20)
+    with torch.no_grad():
+        assert torch.equal(DynamicPadWrapper(net, 16)(x), net(x))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("options", [{}, {"use_lspm": False, "use_anchors": False, "use_skip_router": False}],
+                         ids=["default", "ablated"])
+def test_export_network_dynamic_sizes(tmp_path, fmt, options):
+    """Exported at one size, the model must match PyTorch at a different, non-multiple-of-16 size and batch."""
+    if fmt == "onnx" and not HAVE_ONNX:
+        pytest.skip("onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+    torch.manual_seed(0)
+    net = LightMedSeg(2, 3, **options).eval()
+    path = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    example = torch.randn(1, 2, 32, 32, 48)
+    (export_onnx if fmt == "onnx" else export_torchscript)(net, example, path)
+    res = check_parity(net, ExportedRunner(path, fmt), 2, [(32, 32, 48), (19, 37, 22)])
+    assert [r["input_shape"] for r in res] == [[1, 2, 32, 32, 48], [2, 2, 19, 37, 22]]
+    for r in res:
+        assert r["max_abs_diff"] < 1e-4, r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_cli_from_trained_model(tmp_path, fmt, suffix, capsys):
+    if fmt == "onnx" and not HAVE_ONNX:
+        pytest.skip("onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+    from tiny_model import CONFIG, FOLD, TINY_ID, TRAINER, trained_model_results
+    from nnunetv2_lightmedseg.cli.main import main
+
+    results = trained_model_results()
+    out = tmp_path / f"model{suffix}"
+    rc = main(["export", "-d", str(TINY_ID), "-c", CONFIG, "-f", str(FOLD), "-tr", TRAINER, "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert out.is_file() and out.stat().st_size > 100_000  # ~0.47M float32 weights
+    assert printed.count("parity") == 2 and "max |exported - PyTorch|" in printed
+    meta = json.loads(out.with_suffix(".json").read_text())
+
+    plans = json.loads((results / f"Dataset{TINY_ID:03d}_LMSBlobs" / f"{TRAINER}__nnUNetPlans__{CONFIG}"
+                        / "plans.json").read_text())
+    cfg = plans["configurations"][CONFIG]
+    assert meta["format"] == fmt
+    assert meta["patch_size"] == cfg["patch_size"]
+    assert np.allclose(meta["spacing"], cfg["spacing"])
+    assert meta["normalization_schemes"] == cfg["normalization_schemes"]
+    assert meta["foreground_intensity_properties_per_channel"] == plans["foreground_intensity_properties_per_channel"]
+    assert meta["channels"][0]["intensity_properties"] == plans["foreground_intensity_properties_per_channel"]["0"]
+    assert meta["transpose_forward"] == plans["transpose_forward"]
+    assert meta["transpose_backward"] == plans["transpose_backward"]
+    assert meta["labels"] == {"background": 0, "core": 1, "shell": 2}
+    assert meta["output_activation"] == "softmax" and meta["has_regions"] is False
+    assert meta["num_input_channels"] == 1 and meta["num_output_channels"] == 3
+    assert meta["network_divisor"] == 16 and meta["trainer_name"] == TRAINER
+    assert meta["nnunet_version"] and meta["channels"][0]["name"] == "MRI0"
+    checks = meta["parity"]["checks"]
+    assert len(checks) == 2 and checks[0]["input_shape"][2:] == cfg["patch_size"]
+    assert checks[1]["input_shape"][2:] != cfg["patch_size"]
+    assert all(c["max_abs_diff"] <= meta["parity"]["tolerance"] for c in checks)
+
+
+@pytest.mark.slow
+def test_export_cli_fails_on_tolerance_and_bad_folder(tmp_path, capsys):
+    from tiny_model import CONFIG, FOLD, TINY_ID, TRAINER, trained_model_results
+    from nnunetv2_lightmedseg.cli.main import main
+
+    trained_model_results()
+    # a tolerance no float32 export can meet: the command must fail with a clear message
+    rc = main(["export", "-d", str(TINY_ID), "-c", CONFIG, "-f", str(FOLD), "-tr", TRAINER,
+               "-o", str(tmp_path / "m.pt"), "--tolerance", "-1"])
+    assert rc != 0 and "parity check failed" in capsys.readouterr().err
+    rc = main(["export", "-d", str(TINY_ID), "-c", CONFIG, "-f", "3", "-tr", TRAINER, "-o", str(tmp_path / "m.pt")])
+    assert rc != 0 and "checkpoint" in capsys.readouterr().err
