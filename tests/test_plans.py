@@ -1,0 +1,108 @@
+"""Plans override: shipped snippets, configurations via inherits_from, CLI, clear errors."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import BIN, REPO, TINY_NAME, tiny_preprocessed_dataset
+from nnunetv2_lightmedseg.plans import (PAPER_CONFIGURATION, PLANNED_CONFIGURATION, PlansOverrideError,
+                                        lightmedseg_configurations, round_up, shipped_snippets, snippet_json,
+                                        write_plans_override)
+
+
+def test_shipped_snippets_equal_what_the_code_produces():
+    folder = REPO / "plans_overrides"
+    shipped = sorted(p.name for p in folder.glob("*.json"))
+    assert shipped == sorted(shipped_snippets())
+    for name, obj in shipped_snippets().items():
+        assert (folder / name).read_text() == snippet_json(obj), name
+    assert json.loads((folder / f"{PAPER_CONFIGURATION}.json").read_text()) == {
+        PAPER_CONFIGURATION: {"inherits_from": "3d_fullres", "patch_size": [128, 128, 128], "batch_size": 8}}
+
+
+def test_round_up_and_configurations():
+    assert round_up([40, 56, 40]) == [48, 64, 48]
+    assert round_up([16, 17, 32]) == [16, 32, 32]
+    plans = {"configurations": {"3d_fullres": {"patch_size": [40, 56, 40], "batch_size": 9, "data_identifier": "x"},
+                                "2d": {"patch_size": [56, 40], "batch_size": 366}}}
+    cfg = lightmedseg_configurations(plans)
+    assert cfg == {PAPER_CONFIGURATION: {"inherits_from": "3d_fullres", "patch_size": [128, 128, 128],
+                                         "batch_size": 8},
+                   PLANNED_CONFIGURATION: {"inherits_from": "3d_fullres", "patch_size": [48, 64, 48],
+                                           "batch_size": 9}}
+    assert list(lightmedseg_configurations(plans, ["planned"])) == [PLANNED_CONFIGURATION]
+    with pytest.raises(PlansOverrideError, match="no '3d_fullres'"):
+        lightmedseg_configurations({"configurations": {"2d": plans["configurations"]["2d"]}})
+
+
+@pytest.fixture
+def preprocessed_copy(tmp_path):
+    """A copy of the tiny preprocessed dataset's JSON files (the data folder only needs to exist)."""
+    src = tiny_preprocessed_dataset() / "preprocessed" / TINY_NAME
+    dst = tmp_path / "preprocessed" / TINY_NAME
+    dst.mkdir(parents=True)
+    for f in src.glob("*.json"):
+        shutil.copy(f, dst / f.name)
+    plans = json.loads((dst / "nnUNetPlans.json").read_text())
+    (dst / plans["configurations"]["3d_fullres"]["data_identifier"]).mkdir()
+    return tmp_path / "preprocessed", dst
+
+
+def test_write_plans_override_resolves_like_nnunet(preprocessed_copy):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    root, ds = preprocessed_copy
+    before = json.loads((ds / "nnUNetPlans.json").read_text())
+    res = write_plans_override("990", preprocessed_root=str(root))
+    after = json.loads((ds / "nnUNetPlans.json").read_text())
+    for name, cfg in before["configurations"].items():  # stock configurations untouched
+        assert after["configurations"][name] == cfg
+    pm = PlansManager(after)
+    base = pm.get_configuration("3d_fullres")
+    paper = pm.get_configuration(PAPER_CONFIGURATION)
+    planned = pm.get_configuration(PLANNED_CONFIGURATION)
+    assert paper.patch_size == [128, 128, 128] and paper.batch_size == 8
+    assert planned.patch_size == round_up(base.patch_size) and planned.batch_size == base.batch_size
+    assert all(p % 16 == 0 for p in planned.patch_size)
+    assert paper.data_identifier == planned.data_identifier == base.data_identifier  # no re-preprocessing
+    assert paper.spacing == base.spacing and paper.normalization_schemes == base.normalization_schemes
+    assert res["recommended"] == PLANNED_CONFIGURATION  # the tiny images are far below 128^3
+    # idempotent: running again gives the same file
+    write_plans_override(TINY_NAME, preprocessed_root=str(root))
+    assert json.loads((ds / "nnUNetPlans.json").read_text()) == after
+
+
+def test_clear_errors(preprocessed_copy, tmp_path, monkeypatch):
+    root, ds = preprocessed_copy
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    with pytest.raises(PlansOverrideError, match="nnUNet_preprocessed is not set"):
+        write_plans_override("990")
+    with pytest.raises(PlansOverrideError, match="not preprocessed.*nnUNetv2_plan_and_preprocess -d 991"):
+        write_plans_override("991", preprocessed_root=str(root))
+    with pytest.raises(PlansOverrideError, match="Plans file .*foo.json does not exist"):
+        write_plans_override("990", plans_identifier="foo", preprocessed_root=str(root))
+    plans = json.loads((ds / "nnUNetPlans.json").read_text())
+    shutil.rmtree(ds / plans["configurations"]["3d_fullres"]["data_identifier"])
+    with pytest.raises(PlansOverrideError, match="is not preprocessed.*nnUNetv2_preprocess"):
+        write_plans_override("990", preprocessed_root=str(root))
+    del plans["configurations"]["3d_fullres"]
+    (ds / "nnUNetPlans.json").write_text(json.dumps(plans))
+    with pytest.raises(PlansOverrideError, match="no '3d_fullres'"):
+        write_plans_override("990", preprocessed_root=str(root))
+
+
+def test_cli(preprocessed_copy):
+    root, ds = preprocessed_copy
+    env = dict(os.environ, nnUNet_preprocessed=str(root))
+    p = subprocess.run([str(BIN / "lightmedseg"), "plans", "-d", "990", "--variant", "paper"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert PAPER_CONFIGURATION in p.stdout and "nnUNetv2_train 990" in p.stdout
+    configs = json.loads((ds / "nnUNetPlans.json").read_text())["configurations"]
+    assert PAPER_CONFIGURATION in configs and PLANNED_CONFIGURATION not in configs
+    p = subprocess.run([str(BIN / "lightmedseg"), "plans", "-d", "123"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 1 and "not preprocessed" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,273 @@
+"""nnUNetTrainer_LightMedSeg: network from real plans, no deep supervision, schedule, variants, discovery, env."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import BIN, TINY_NAME, nnunet_env, tiny_preprocessed_dataset
+from nnunetv2_lightmedseg import LightMedSeg
+from nnunetv2_lightmedseg.cli.env import trainers_folder
+from nnunetv2_lightmedseg.training import ALL_TRAINERS, nnUNetTrainer_LightMedSeg
+from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler, warmup_cosine_lr
+
+EXPECTED_TRAINERS = {
+    "nnUNetTrainer_LightMedSeg", "nnUNetTrainer_LightMedSeg_StandardConv", "nnUNetTrainer_LightMedSeg_NoLSPM",
+    "nnUNetTrainer_LightMedSeg_NoAnchors", "nnUNetTrainer_LightMedSeg_NoSkipRouter",
+    "nnUNetTrainer_LightMedSeg_16anchors", "nnUNetTrainer_LightMedSeg_32anchors",
+    "nnUNetTrainer_LightMedSeg_1epoch", "nnUNetTrainer_LightMedSeg_5epochs", "nnUNetTrainer_LightMedSeg_10epochs",
+    "nnUNetTrainer_LightMedSeg_20epochs", "nnUNetTrainer_LightMedSeg_50epochs",
+    "nnUNetTrainer_LightMedSeg_100epochs", "nnUNetTrainer_CPUBench_4x50", "nnUNetTrainer_LightMedSeg_CPUBench_4x50",
+    "nnUNetTrainer_LightMedSeg_CPUBench_16x50", "nnUNetTrainer_LightMedSeg_CPUBench_32x50",
+    "nnUNetTrainer_LightMedSeg_Demo", "nnUNetTrainer_LightMedSeg_Smoke",
+}
+
+
+# -------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(base folder, plans dict, dataset.json) of a tiny dataset preprocessed by nnU-Net's own command."""
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    base = tiny_preprocessed_dataset()
+    pre = base / "preprocessed" / TINY_NAME
+    return base, load_json(str(pre / "nnUNetPlans.json")), load_json(str(pre / "dataset.json"))
+
+
+@pytest.fixture
+def nnunet_paths(tiny, monkeypatch, tmp_path):
+    base = tiny[0]
+    monkeypatch.setenv("nnUNet_raw", str(base / "raw"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(base / "preprocessed"))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.setenv("nnUNet_extTrainer", trainers_folder())
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded augmenter, no worker processes
+    return tmp_path / "results"
+
+
+def make_trainer(tiny, cls=nnUNetTrainer_LightMedSeg, configuration="3d_fullres"):
+    _, plans, dataset_json = tiny
+    plans = dict(plans, continue_training=False)  # what nnUNetv2_train's run_training adds
+    return cls(plans, configuration, 0, dataset_json, device=torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------------------------- network
+def test_build_network_from_real_plans_single_output(tiny):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    _, plans, dataset_json = tiny
+    pm = PlansManager(plans)
+    cm = pm.get_configuration("3d_fullres")
+    heads = pm.get_label_manager(dataset_json).num_segmentation_heads
+    torch.manual_seed(0)
+    net_ds = nnUNetTrainer_LightMedSeg.build_network_architecture(pm, cm, 1, heads, True)
+    net = nnUNetTrainer_LightMedSeg.build_network_architecture(pm, cm, 1, heads, enable_deep_supervision=False)
+    assert isinstance(net, LightMedSeg) and net.input_channels == 1 and net.num_classes == heads == 3
+    assert {k: v.shape for k, v in net.state_dict().items()} == {k: v.shape for k, v in net_ds.state_dict().items()}
+    net.load_state_dict(net_ds.state_dict(), strict=True)
+    x = torch.randn(1, 1, *cm.patch_size)
+    with torch.no_grad():
+        a, b = net_ds.eval()(x), net.eval()(x)
+    assert isinstance(a, torch.Tensor) and a.shape == (1, 3, *cm.patch_size) and torch.allclose(a, b)
+
+
+def test_patch_smaller_than_divisor_is_a_clear_error(tiny):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = dict(tiny[1])
+    plans["configurations"] = dict(plans["configurations"], tinypatch={"inherits_from": "3d_fullres",
+                                                                      "patch_size": [8, 32, 32]})
+    pm = PlansManager(plans)
+    with pytest.raises(ValueError, match="at least 16|>= 16"):
+        nnUNetTrainer_LightMedSeg.build_network_architecture(pm, pm.get_configuration("tinypatch"), 1, 3, False)
+
+
+def test_variants_table_and_options(tiny):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    assert set(ALL_TRAINERS) == EXPECTED_TRAINERS
+    pm = PlansManager(tiny[1])
+    cm = pm.get_configuration("3d_fullres")
+    expect = {"StandardConv": {"conv_type": "standard"}, "NoLSPM": {"use_lspm": False},
+              "NoAnchors": {"use_anchors": False}, "NoSkipRouter": {"use_skip_router": False},
+              "16anchors": {"num_anchors": 16}, "32anchors": {"num_anchors": 32}}
+    default_cfg = LightMedSeg(1, 3).config
+    for suffix, opts in expect.items():
+        net = ALL_TRAINERS[f"nnUNetTrainer_LightMedSeg_{suffix}"].build_network_architecture(pm, cm, 1, 3, False)
+        assert net.config == {**default_cfg, **opts}, suffix
+    assert nnUNetTrainer_LightMedSeg.build_network_architecture(pm, cm, 1, 3, False).config == default_cfg
+    for n, epochs in ((1, 1), (5, 5), (10, 10), (20, 20), (50, 50), (100, 100)):
+        name = f"nnUNetTrainer_LightMedSeg_{n}epoch{'s' if n > 1 else ''}"
+        assert ALL_TRAINERS[name].training_options == {"num_epochs": epochs}
+
+
+def test_trainer_hyperparameters_and_cpubench_pair(tiny, nnunet_paths):
+    t = make_trainer(tiny)
+    assert (t.num_epochs, t.num_iterations_per_epoch, t.enable_deep_supervision) == (300, 250, False)
+    assert (t.initial_lr, t.weight_decay, t.min_lr) == (1e-3, 1e-2, 1e-6)
+    stock = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_CPUBench_4x50"])
+    ours = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_CPUBench_4x50"])
+    for attr in ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch",
+                 "oversample_foreground_percent"):
+        assert getattr(stock, attr) == getattr(ours, attr), attr
+    assert (stock.num_epochs, stock.num_iterations_per_epoch, stock.num_val_iterations_per_epoch) == (4, 50, 10)
+    smoke = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_Smoke"])
+    assert (smoke.num_epochs, smoke.num_iterations_per_epoch, smoke.num_val_iterations_per_epoch) == (2, 10, 2)
+
+
+# ------------------------------------------------------------------------------------------- schedule
+def test_warmup_cosine_values():
+    lr, lo, total, warm = 1e-3, 1e-6, 1000, 30
+    assert warmup_cosine_lr(0, lr, lo, total, warm) == pytest.approx(lr / warm)
+    assert warmup_cosine_lr(warm - 1, lr, lo, total, warm) == pytest.approx(lr)
+    assert warmup_cosine_lr(warm, lr, lo, total, warm) == pytest.approx(lr)
+    mid = warm + (total - warm) // 2
+    assert warmup_cosine_lr(mid, lr, lo, total, warm) == pytest.approx((lr + lo) / 2, rel=1e-2)
+    assert warmup_cosine_lr(total, lr, lo, total, warm) == pytest.approx(lo)
+    assert warmup_cosine_lr(total + 50, lr, lo, total, warm) == pytest.approx(lo)
+    values = [warmup_cosine_lr(i, lr, lo, total, warm) for i in range(total + 1)]
+    assert all(a <= b for a, b in zip(values[:warm], values[1:warm]))
+    assert all(a >= b for a, b in zip(values[warm:], values[warm + 1:]))
+
+
+def test_scheduler_iteration_and_epoch_steps():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    s = WarmupCosineLRScheduler(opt, 1e-3, 1e-6, total_iterations=40, warmup_iterations=4, iterations_per_epoch=10)
+    assert s.iteration == 0 and opt.param_groups[0]["lr"] == pytest.approx(1e-3 / 4)
+    for _ in range(3):
+        s.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)  # last warm-up iteration
+    s.step(2)  # nnU-Net's per-epoch call (also what happens after resuming at epoch 2)
+    assert s.iteration == 20 and opt.param_groups[0]["lr"] == pytest.approx(s.lr_at(20))
+    s.step(4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)
+
+
+def test_initialized_trainer_optimizer_loss_memory_format_and_one_step(tiny, nnunet_paths):
+    from nnunetv2_lightmedseg.loss import BoundaryCompoundLoss
+
+    t = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_Smoke"])
+    t.initialize()
+    assert isinstance(t.loss, BoundaryCompoundLoss) and not t.loss.has_regions  # not DeepSupervisionWrapper
+    assert isinstance(t.optimizer, torch.optim.AdamW)
+    assert t.optimizer.param_groups[0]["weight_decay"] == 1e-2
+    total = 2 * 10
+    warm = max(1, round(0.03 * total))
+    assert (t.lr_scheduler.total_iterations, t.lr_scheduler.warmup_iterations) == (total, warm)
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / warm)  # iteration 0
+    # channels_last_3d on CPU, and the optimiser still holds the network's Parameter objects
+    conv_w = [p for p in t.network.parameters() if p.ndim == 5]
+    assert conv_w and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in conv_w)
+    assert {id(p) for g in t.optimizer.param_groups for p in g["params"]} == {id(p) for p in t.network.parameters()}
+    # the data loader gives plain (non-list) targets without deep supervision
+    assert t._get_deep_supervision_scales() is None
+    dl_tr, _ = t.get_dataloaders()
+    batch = next(dl_tr)
+    assert isinstance(batch["target"], torch.Tensor) and batch["target"].shape[1] == 1
+    t.on_train_epoch_start()
+    out = t.train_step(batch)
+    assert math.isfinite(float(out["loss"]))
+    assert t.lr_scheduler.iteration == 1
+    t.set_deep_supervision_enabled(True)  # no-op, must not fail
+
+
+def test_checkpoint_loads_strictly_through_nnunet_predictor(tiny, nnunet_paths):
+    """Save with the trainer's own save_checkpoint, load with nnUNetPredictor (which calls
+    build_network_architecture(enable_deep_supervision=False) and load_state_dict strictly)."""
+    from batchgenerators.utilities.file_and_folder_operations import save_json
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    t = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_NoAnchors"])
+    t.initialize()
+    Path(t.output_folder).mkdir(parents=True, exist_ok=True)
+    save_json(t.plans_manager.plans, os.path.join(t.output_folder_base, "plans.json"), sort_keys=False)
+    save_json(t.dataset_json, os.path.join(t.output_folder_base, "dataset.json"), sort_keys=False)
+    t.save_checkpoint(os.path.join(t.output_folder, "checkpoint_final.pth"))
+    p = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False)
+    p.initialize_from_trained_model_folder(t.output_folder_base, use_folds=(0,))
+    assert type(p.network) is LightMedSeg and p.network.config["use_anchors"] is False
+    x = torch.randn(1, 1, 32, 40, 40)
+    t.network.eval()
+    with torch.no_grad():
+        assert torch.allclose(p.network(x), t.network(x), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- discovery
+DISCOVERY = r"""
+import multiprocessing as mp, sys
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+def worker(name):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    c = recursive_find_trainer_class_by_name(name)
+    import nnunetv2_lightmedseg.training as tr
+    return c.__module__, c.__name__, c is getattr(tr, name)
+
+if __name__ == "__main__":
+    name = sys.argv[1]
+    c = recursive_find_trainer_class_by_name(name)
+    import nnunetv2_lightmedseg
+    from nnunetv2_lightmedseg.training import variants
+    print("SAME", c is getattr(variants, name) or c is nnunetv2_lightmedseg.nnUNetTrainer_LightMedSeg)
+    with mp.get_context("spawn").Pool(1) as pool:  # like -num_gpus workers: a fresh interpreter finds it by name
+        print("SPAWN", pool.apply(worker, (name,)))
+"""
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainer_LightMedSeg_10epochs", "nnUNetTrainer_LightMedSeg"])
+def test_nnunet_finds_trainer_via_ext_trainer_in_subprocess_and_spawned_worker(tmp_path, name):
+    script = tmp_path / "discover.py"
+    script.write_text(DISCOVERY)
+    env = dict(os.environ, nnUNet_extTrainer=trainers_folder())
+    p = subprocess.run([sys.executable, str(script), name], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "SAME True" in p.stdout
+    assert f"SPAWN ('nnunetv2_lightmedseg.training.{'trainer' if name.endswith('Seg') else 'variants'}', " \
+           f"'{name}', True)" in p.stdout
+
+
+def test_missing_ext_trainer_error_names_the_variable():
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
+            "f('nnUNetTrainer_LightMedSeg')")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert "Could not find requested nnunet trainer nnUNetTrainer_LightMedSeg" in p.stderr
+    assert "nnUNet_extTrainer" in p.stderr
+
+
+def test_trainers_folder_holds_only_trainer_modules():
+    import pkgutil
+
+    mods = [m.name for m in pkgutil.iter_modules([trainers_folder()])]
+    assert mods == ["nnUNetTrainer_LightMedSeg"]
+
+
+# ------------------------------------------------------------------------------------------ lightmedseg env
+def _env_cmd(env):
+    return subprocess.run([str(BIN / "lightmedseg"), "env"], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_lightmedseg_env_prints_export_line_and_appends():
+    folder = trainers_folder()
+    clean = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    p = _env_cmd(clean)
+    assert p.returncode == 0 and p.stdout.strip() == f"export nnUNet_extTrainer={folder}"
+    p = _env_cmd(dict(clean, nnUNet_extTrainer="/some/other"))
+    assert p.stdout.strip() == f"export nnUNet_extTrainer=/some/other{os.pathsep}{folder}"
+    p = _env_cmd(dict(clean, nnUNet_extTrainer=f"/x{os.pathsep}{folder}"))  # already there: unchanged
+    assert p.stdout.strip() == f"export nnUNet_extTrainer=/x{os.pathsep}{folder}"
+    # eval "$(lightmedseg env)" works in a shell
+    sh = subprocess.run(["bash", "-c", f'eval "$({BIN / "lightmedseg"} env)"; echo "$nnUNet_extTrainer"'],
+                        env=clean, capture_output=True, text=True, timeout=120)
+    assert sh.stdout.strip() == folder
+
+
+def test_lightmedseg_env_does_not_import_nnunet():
+    code = ("import sys\nfrom nnunetv2_lightmedseg.cli.main import main\nmain(['env'])\n"
+            "print('NNUNET', 'nnunetv2' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "NNUNET False" in p.stdout, p.stdout + p.stderr
