@@ -28,7 +28,8 @@ keeps the magnitude of the unweighted one; the clamp keeps a 0.01% structure fro
 weight to nothing (pure inverse frequency would give it 10^4 times the background's weight).
 Region mode (sigmoid, regions overlap so there is no partition): each region ``r`` is its own binary problem,
 ``w_r^+ = clamp(N / (K_r n_r), 0.1, 10)`` for its voxels and ``w_r^- = clamp(N / (K_r (N - n_r)), 0.1, 10)`` for
-the others (``K_r`` = 1 or 2 sides present).
+the others (``K_r`` = 1 or 2 sides present). With several GPUs each worker weights with its own part of the
+batch (as nnU-Net's per-worker CE does); only batch Dice statistics are all-gathered.
 
 How the weights enter each term:
 
