@@ -181,9 +181,12 @@ def epoch_time_stats(times: Dict[str, List[float]]) -> dict:
 
 
 def predict_and_evaluate(trainer_folder: str, folds: Sequence[int], images: str, labels: str, out_dir: str,
-                         device: str = "cpu", checkpoint: str = "checkpoint_final.pth") -> str:
+                         device: str = "cpu", checkpoint: str = "checkpoint_final.pth",
+                         use_mirroring: bool = True) -> str:
     """Predict ``images`` with nnU-Net's ``nnUNetPredictor`` (the ensemble of ``folds``) and evaluate against
-    ``labels`` with nnU-Net's ``compute_metrics_on_folder2``; returns the path of the summary.json written."""
+    ``labels`` with nnU-Net's ``compute_metrics_on_folder2``; returns the path of the summary.json written.
+    Predictor settings are ``nnUNetv2_predict``'s defaults (step 0.5, Gaussian, mirroring unless
+    ``use_mirroring=False``, i.e. ``--disable_tta``)."""
     import torch
     from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder2
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -192,12 +195,14 @@ def predict_and_evaluate(trainer_folder: str, folds: Sequence[int], images: str,
         if not os.path.isdir(d):
             raise ValueError(f"{what} folder {d} does not exist")
     os.makedirs(out_dir, exist_ok=True)
-    predictor = nnUNetPredictor(device=torch.device(device), verbose=False, verbose_preprocessing=False,
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=use_mirroring,
+                                device=torch.device(device), verbose=False, verbose_preprocessing=False,
                                 allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(trainer_folder, use_folds=tuple(folds),
                                                    checkpoint_name=checkpoint)
-    predictor.predict_from_files(images, out_dir, save_probabilities=False, overwrite=True,
-                                 num_processes_preprocessing=1, num_processes_segmentation_export=1)
+    # sequential: no worker processes to spawn (each would re-import torch and nnU-Net); on CPU the network
+    # dominates the time anyway, so overlapping preprocessing with inference gains little
+    predictor.predict_from_files_sequential(images, out_dir, save_probabilities=False, overwrite=True)
     summary = os.path.join(out_dir, "summary.json")
     compute_metrics_on_folder2(labels, out_dir, os.path.join(trainer_folder, "dataset.json"),
                                os.path.join(trainer_folder, "plans.json"), summary, num_processes=1)
