@@ -149,3 +149,30 @@ def hippocampus_subset(dest_root: Path, n_train: int = 12, n_test: int = 3,
     dataset_json["numTraining"] = n_train
     (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     return root
+
+
+def run_console(args: Sequence[str], env: Dict[str, str], timeout: float = 1800,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """Like :func:`run_cmd`, but the command runs in its own process group, and on timeout the whole group is
+    killed: ``lightmedseg demo`` and ``nnUNetv2_*`` start worker processes (preprocessing, export pools,
+    nnU-Net commands) that would otherwise outlive the test and keep loading the CPU."""
+    import signal
+
+    exe = BIN / args[0]
+    cmd = [str(exe) if exe.exists() else args[0], *map(str, args[1:])]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout} s:\n{out[-4000:]}\n{err[-4000:]}")
+    finally:
+        if proc.poll() is None:  # interrupted (Ctrl-C): do not leave it running
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    p = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{out[-4000:]}\n{err[-4000:]}")
+    return p

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -27,7 +28,7 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 import pytest
 
-from helpers import BIN, HIPPOCAMPUS, HIPPOCAMPUS_MISSING, REPO, hippocampus_subset, run_cmd
+from helpers import BIN, HIPPOCAMPUS, HIPPOCAMPUS_MISSING, REPO, hippocampus_subset, run_console
 from nnunetv2_lightmedseg.cli.demo import nnunet_env, training_env
 from nnunetv2_lightmedseg.cli.env import ENV_VAR, trainers_folder
 from nnunetv2_lightmedseg.data import write_region_dataset
@@ -39,7 +40,7 @@ RESUME_TRAINER = "nnUNetTrainer_LightMedSeg_SmokeEveryEpoch"  # tests/e2e_traine
 TEST_TRAINERS = Path(__file__).resolve().parent / "e2e_trainers"
 MARGIN = 0.05  # the trained Dice must beat the untrained/constant level by at least this much
 DEMO_ARGS = ["--trainer", SMOKE, "--keep", "--disable-tta", "--num-processes", "1"]
-TIMEOUT = 900
+TIMEOUT = 1800  # only a hang reaches it (each step takes seconds to minutes on 2 idle cores)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -50,7 +51,7 @@ def clean_env() -> Dict[str, str]:
 
 def run_demo(workdir: Path, *args: str) -> dict:
     """``lightmedseg demo --workdir W ... --keep`` in a subprocess; returns its demo_summary.json."""
-    run_cmd(["lightmedseg", "demo", "--workdir", workdir, *DEMO_ARGS, *args], clean_env(), timeout=TIMEOUT)
+    run_console(["lightmedseg", "demo", "--workdir", workdir, *DEMO_ARGS, *args], clean_env(), timeout=TIMEOUT)
     return json.loads((workdir / "demo_summary.json").read_text())
 
 
@@ -227,9 +228,9 @@ def test_kill_mid_epoch_and_resume_with_c(label_run):
     latest = torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False)
     assert latest["current_epoch"] == 1  # epoch 0 done
 
-    resumed = run_cmd([*cmd, "--c"], env, timeout=TIMEOUT)
+    resumed = run_console([*cmd, "--c"], env, timeout=TIMEOUT)
     out = resumed.stdout + resumed.stderr
-    epochs_run = [line.split("Epoch ")[-1].strip() for line in out.splitlines() if ": Epoch " in line]
+    epochs_run = re.findall(r": Epoch (\d+)\s*$", out, flags=re.M)
     assert epochs_run == ["1"], f"the resumed run must do epoch 1 only, did {epochs_run}"
     final = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert final["current_epoch"] == 2
@@ -245,9 +246,9 @@ def test_channel_count_differs_from_checkpoint(region_run, label_run, tmp_path):
     result, _ = region_run
     env = nnunet_env(Path(result["workdir"]), base=clean_env())
     images = Path(label_run["workdir"]) / "nnUNet_raw" / label_run["dataset"] / "imagesTs"
-    p = run_cmd(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "out", "-d", "991", "-c", "3d_fullres",
+    p = run_console(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "out", "-d", "991", "-c", "3d_fullres",
                  "-f", "0", "-tr", SMOKE, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta",
-                 "--disable_progress_bar"], env, timeout=300, check=False)
+                 "--disable_progress_bar"], env, timeout=900, check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0
     assert "LightMedSeg was built for 4 input channel(s) but got 1" in out, out[-3000:]
@@ -262,8 +263,8 @@ def test_patch_too_small_for_the_network(label_run):
     plans["configurations"]["3d_fullres_tinypatch"] = {"inherits_from": "3d_fullres", "patch_size": [12, 16, 16]}
     plans_file.write_text(json.dumps(plans, indent=2))
     env = _train_env(workdir)
-    p = run_cmd(["nnUNetv2_train", "990", "3d_fullres_tinypatch", "0", "-tr", SMOKE, "-device", "cpu"], env,
-                timeout=300, check=False)
+    p = run_console(["nnUNetv2_train", "990", "3d_fullres_tinypatch", "0", "-tr", SMOKE, "-device", "cpu"], env,
+                timeout=900, check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0
     assert "LightMedSeg needs every patch axis >= 16 voxels" in out, out[-3000:]
@@ -275,17 +276,17 @@ def test_missing_ext_trainer_tells_the_fix(label_run, tmp_path):
     workdir = Path(label_run["workdir"])
     env = nnunet_env(workdir, base=clean_env())
     del env[ENV_VAR]
-    train = run_cmd(["nnUNetv2_train", "990", "3d_fullres", "0", "-tr", SMOKE, "-device", "cpu"], env,
-                    timeout=300, check=False)
+    train = run_console(["nnUNetv2_train", "990", "3d_fullres", "0", "-tr", SMOKE, "-device", "cpu"], env,
+                    timeout=900, check=False)
     assert train.returncode != 0
     assert f"Could not find requested nnunet trainer {SMOKE}" in train.stdout + train.stderr
     # a model trained with the variable set, predicted in a shell without it
     images = workdir / "nnUNet_raw" / label_run["dataset"] / "imagesTs"
-    predict = run_cmd(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "out", "-d", "990", "-c", "3d_fullres",
-                       "-f", "0", "-tr", SMOKE, "-device", "cpu", "-npp", "1", "-nps", "1"], env, timeout=300,
+    predict = run_console(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "out", "-d", "990", "-c", "3d_fullres",
+                       "-f", "0", "-tr", SMOKE, "-device", "cpu", "-npp", "1", "-nps", "1"], env, timeout=900,
                       check=False)
     assert predict.returncode != 0
     assert f"Could not find requested nnunet trainer {SMOKE}" in predict.stdout + predict.stderr
-    fix = run_cmd(["lightmedseg", "env"], clean_env()).stdout.strip()
+    fix = run_console(["lightmedseg", "env"], clean_env()).stdout.strip()
     assert fix.startswith(f"export {ENV_VAR}=") and trainers_folder() in fix
     assert 'eval "$(lightmedseg env)"' in (REPO / "README.md").read_text()
