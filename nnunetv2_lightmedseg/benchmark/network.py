@@ -235,10 +235,13 @@ def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
         if log:
             ax.set_yscale("log")
         for i, r in enumerate(rows):
-            if stock is None or not r.get(key) or not stock.get(key):
+            if stock is None or r is stock or not r.get(key) or not stock.get(key):
                 continue
             ratio = r[key] / stock[key]
-            txt = f"{1 / ratio:.1f}x faster" if key.endswith("_s") and ratio < 1 else f"{ratio * 100:.1f}%"
+            if key.endswith("_s"):
+                txt = f"{1 / ratio:.1f}x faster" if ratio < 1 else f"{ratio:.1f}x slower"
+            else:
+                txt = f"{ratio * 100:.1f}% of stock"
             ax.annotate(txt, (i, vals[i]), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                         textcoords="offset points")
         ax.margins(y=0.15)
