@@ -207,26 +207,26 @@ def worker(name):
     return c.__module__, c.__name__, c is getattr(tr, name)
 
 if __name__ == "__main__":
-    name = sys.argv[1]
-    c = recursive_find_trainer_class_by_name(name)
-    import nnunetv2_lightmedseg
-    from nnunetv2_lightmedseg.training import variants
-    print("SAME", c is getattr(variants, name) or c is nnunetv2_lightmedseg.nnUNetTrainer_LightMedSeg)
+    import nnunetv2_lightmedseg.training as tr
     with mp.get_context("spawn").Pool(1) as pool:  # like -num_gpus workers: a fresh interpreter finds it by name
-        print("SPAWN", pool.apply(worker, (name,)))
+        for name in sys.argv[1:]:
+            c = recursive_find_trainer_class_by_name(name)
+            print("SAME", name, c is getattr(tr, name))
+            print("SPAWN", pool.apply(worker, (name,)))
 """
 
 
-@pytest.mark.parametrize("name", ["nnUNetTrainer_LightMedSeg_10epochs", "nnUNetTrainer_LightMedSeg"])
-def test_nnunet_finds_trainer_via_ext_trainer_in_subprocess_and_spawned_worker(tmp_path, name):
+def test_nnunet_finds_trainer_via_ext_trainer_in_subprocess_and_spawned_worker(tmp_path):
+    """The class nnU-Net finds by name is the package's own class, in a fresh process and in a spawned worker."""
     script = tmp_path / "discover.py"
     script.write_text(DISCOVERY)
     env = dict(os.environ, nnUNet_extTrainer=trainers_folder())
-    p = subprocess.run([sys.executable, str(script), name], env=env, capture_output=True, text=True, timeout=300)
+    names = {"nnUNetTrainer_LightMedSeg": "trainer", "nnUNetTrainer_LightMedSeg_10epochs": "variants"}
+    p = subprocess.run([sys.executable, str(script), *names], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "SAME True" in p.stdout
-    assert f"SPAWN ('nnunetv2_lightmedseg.training.{'trainer' if name.endswith('Seg') else 'variants'}', " \
-           f"'{name}', True)" in p.stdout
+    for name, module in names.items():
+        assert f"SAME {name} True" in p.stdout
+        assert f"SPAWN ('nnunetv2_lightmedseg.training.{module}', '{name}', True)" in p.stdout
 
 
 def test_missing_ext_trainer_error_names_the_variable():
@@ -271,3 +271,26 @@ def test_lightmedseg_env_does_not_import_nnunet():
             "print('NNUNET', 'nnunetv2' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "NNUNET False" in p.stdout, p.stdout + p.stderr
+
+
+def test_resume_from_checkpoint_resyncs_the_per_iteration_schedule(tiny, nnunet_paths):
+    """nnU-Net checkpoints store the epoch, not the scheduler: after load_checkpoint, nnU-Net's
+    on_train_epoch_start must put the schedule at epoch * iterations_per_epoch (what --c relies on)."""
+    cls = ALL_TRAINERS["nnUNetTrainer_LightMedSeg_Smoke"]
+    t = make_trainer(tiny, cls)
+    t.initialize()
+    Path(t.output_folder).mkdir(parents=True, exist_ok=True)
+    dl_tr, _ = t.get_dataloaders()
+    t.on_train_epoch_start()
+    t.train_step(next(dl_tr))
+    t.current_epoch = 1  # as after on_epoch_end of epoch 0
+    ckpt = os.path.join(t.output_folder, "checkpoint_latest.pth")
+    t.current_epoch -= 1  # save_checkpoint stores current_epoch + 1
+    t.save_checkpoint(ckpt)
+    r = make_trainer(tiny, cls)
+    r.load_checkpoint(ckpt)
+    assert r.current_epoch == 1
+    r.on_train_epoch_start()
+    assert r.lr_scheduler.iteration == 10
+    assert r.optimizer.param_groups[0]["lr"] == pytest.approx(r.lr_scheduler.lr_at(10))
+    assert math.isfinite(float(r.train_step(next(dl_tr))["loss"]))
