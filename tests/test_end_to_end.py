@@ -36,10 +36,11 @@ from nnunetv2_lightmedseg.data import write_region_dataset
 pytestmark = pytest.mark.slow
 
 SMOKE = "nnUNetTrainer_LightMedSeg_Smoke"
-RESUME_TRAINER = "nnUNetTrainer_LightMedSeg_SmokeEveryEpoch"  # tests/e2e_trainers: checkpoint every epoch
+# tests/e2e_trainers: Smoke with peak LR 1e-2, 2 x 15 iterations, a checkpoint every epoch (see its docstring)
+E2E = "nnUNetTrainer_LightMedSeg_E2E"
 TEST_TRAINERS = Path(__file__).resolve().parent / "e2e_trainers"
 MARGIN = 0.05  # the trained Dice must beat the untrained/constant level by at least this much
-DEMO_ARGS = ["--trainer", SMOKE, "--keep", "--disable-tta", "--num-processes", "1"]
+DEMO_ARGS = ["--trainer", E2E, "--keep", "--disable-tta", "--num-processes", "1"]
 TIMEOUT = 1800  # only a hang reaches it (each step takes seconds to minutes on 2 idle cores)
 
 
@@ -50,8 +51,13 @@ def clean_env() -> Dict[str, str]:
 
 
 def run_demo(workdir: Path, *args: str) -> dict:
-    """``lightmedseg demo --workdir W ... --keep`` in a subprocess; returns its demo_summary.json."""
-    run_console(["lightmedseg", "demo", "--workdir", workdir, *DEMO_ARGS, *args], clean_env(), timeout=TIMEOUT)
+    """``lightmedseg demo --workdir W ... --keep`` in a subprocess; returns its demo_summary.json.
+
+    ``nnUNet_extTrainer`` holds the tests' trainer folder, as a user's own value would: the demo must keep it
+    (and append the package's folder, as ``lightmedseg env`` does) for nnU-Net to find the E2E trainer.
+    """
+    env = dict(clean_env(), **{ENV_VAR: str(TEST_TRAINERS)})
+    run_console(["lightmedseg", "demo", "--workdir", workdir, *DEMO_ARGS, *args], env, timeout=TIMEOUT)
     return json.loads((workdir / "demo_summary.json").read_text())
 
 
@@ -95,16 +101,17 @@ def untrained_level(result: dict, images: Path, labels: Path) -> Tuple[float, fl
     import torch
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2_lightmedseg.training import ALL_TRAINERS
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     model_dir = Path(result["model_folder"])
-    with environ(**{ENV_VAR: trainers_folder()}):
+    with environ(**{ENV_VAR: os.pathsep.join([str(TEST_TRAINERS), trainers_folder()])}):
         predictor = nnUNetPredictor(use_mirroring=False, perform_everything_on_device=False,
                                     device=torch.device("cpu"), allow_tqdm=False)
         predictor.initialize_from_trained_model_folder(str(model_dir), (0,), "checkpoint_final.pth")
+        trainer_class = recursive_find_trainer_class_by_name(predictor.trainer_name)
     lm = predictor.label_manager
     torch.manual_seed(0)
-    fresh = ALL_TRAINERS[predictor.trainer_name].build_network_architecture(
+    fresh = trainer_class.build_network_architecture(
         predictor.plans_manager, predictor.configuration_manager, len(predictor.dataset_json["channel_names"]),
         lm.num_segmentation_heads, enable_deep_supervision=False)
     predictor.list_of_parameters = [fresh.state_dict()]
@@ -204,9 +211,9 @@ def test_kill_mid_epoch_and_resume_with_c(label_run):
 
     workdir = Path(label_run["workdir"])
     env = _train_env(workdir)
-    fold = (workdir / "nnUNet_results" / label_run["dataset"] / f"{RESUME_TRAINER}__nnUNetPlans__3d_fullres"
-            / "fold_0")
-    cmd = [str(BIN / "nnUNetv2_train"), "990", "3d_fullres", "0", "-tr", RESUME_TRAINER, "-device", "cpu"]
+    env["nnUNet_results"] = str(workdir / "results_resume")  # the demo's trained model stays as it is
+    fold = Path(env["nnUNet_results"]) / label_run["dataset"] / f"{E2E}__nnUNetPlans__3d_fullres" / "fold_0"
+    cmd = [str(BIN / "nnUNetv2_train"), "990", "3d_fullres", "0", "-tr", E2E, "-device", "cpu"]
     log = workdir / "resume_first_run.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -244,10 +251,10 @@ def test_kill_mid_epoch_and_resume_with_c(label_run):
 def test_channel_count_differs_from_checkpoint(region_run, label_run, tmp_path):
     """A 4-channel model given 1-channel images: the user sees LightMedSeg's message naming the channels."""
     result, _ = region_run
-    env = nnunet_env(Path(result["workdir"]), base=clean_env())
+    env = _train_env(Path(result["workdir"]))
     images = Path(label_run["workdir"]) / "nnUNet_raw" / label_run["dataset"] / "imagesTs"
     p = run_console(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "out", "-d", "991", "-c", "3d_fullres",
-                 "-f", "0", "-tr", SMOKE, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta",
+                 "-f", "0", "-tr", E2E, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta",
                  "--disable_progress_bar"], env, timeout=900, check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0
@@ -283,10 +290,10 @@ def test_missing_ext_trainer_tells_the_fix(label_run, tmp_path):
     # a model trained with the variable set, predicted in a shell without it
     images = workdir / "nnUNet_raw" / label_run["dataset"] / "imagesTs"
     predict = run_console(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "out", "-d", "990", "-c", "3d_fullres",
-                       "-f", "0", "-tr", SMOKE, "-device", "cpu", "-npp", "1", "-nps", "1"], env, timeout=900,
+                       "-f", "0", "-tr", E2E, "-device", "cpu", "-npp", "1", "-nps", "1"], env, timeout=900,
                       check=False)
     assert predict.returncode != 0
-    assert f"Could not find requested nnunet trainer {SMOKE}" in predict.stdout + predict.stderr
+    assert f"Could not find requested nnunet trainer {E2E}" in predict.stdout + predict.stderr
     fix = run_console(["lightmedseg", "env"], clean_env()).stdout.strip()
     assert fix.startswith(f"export {ENV_VAR}=") and trainers_folder() in fix
     assert 'eval "$(lightmedseg env)"' in (REPO / "README.md").read_text()
