@@ -1,7 +1,7 @@
 """``lightmedseg export``: a trained nnU-Net LightMedSeg checkpoint -> ONNX / TorchScript + inference JSON.
 
 See :mod:`nnunetv2_lightmedseg.deploy.export` for how dynamic sizes are kept and why the legacy ONNX exporter
-is the default.
+is used.
 """
 from __future__ import annotations
 
@@ -29,8 +29,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", choices=("onnx", "torchscript"), default=None,
                    help="default: from the output suffix (.onnx -> onnx, else torchscript)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
-    p.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
-                   help="ONNX exporter: legacy TorchScript-based (default) or torch.export-based (needs onnxscript)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max abs logit difference allowed (default 1e-3)")
     p.add_argument("--benchmark", action="store_true",
                    help="also time the exported model vs PyTorch (CPU, --threads threads) on --benchmark-size^3")
@@ -56,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = load_predictor(args.dataset, args.configuration, args.fold, args.trainer, args.plans,
                                    args.checkpoint)
-        meta = export_trained_model(predictor, args.output, fmt=fmt, opset=opset, exporter=args.exporter,
+        meta = export_trained_model(predictor, args.output, fmt=fmt, opset=opset,
                                     tolerance=args.tolerance, fold=args.fold, checkpoint=args.checkpoint,
                                     plans_name=args.plans, configuration=args.configuration)
     except (ModelLoadError, ExportError) as e:

@@ -10,11 +10,12 @@ a constant and is wrong elsewhere. The wrapper pads with amounts computed from t
 exported graph is therefore correct for every batch size and every spatial size >= 16; the parity check
 proves it at the export size and at a size that is not a multiple of 16.
 
-ONNX exporter. PyTorch >= 2.9 defaults to the ``torch.export``-based exporter (``dynamo=True``), which needs
-the ``onnxscript`` package (not a dependency of this project) and specialises symbolic sizes at the network's
-``if any(pad)``. We use the legacy TorchScript-based exporter with ``dynamic_axes`` (``exporter="legacy"``,
-default); ``exporter="dynamo"`` is available where onnxscript is installed and is checked by the same parity
-test. The legacy exporter cannot express ``Tensor.contiguous(memory_format=channels_last_3d)`` (the network
+ONNX exporter. PyTorch >= 2.9 defaults to the ``torch.export``-based exporter (``dynamo=True``). We tried it
+with dynamic shapes (``Dim.AUTO`` on batch and spatial axes, onnxscript 0.7.2, torch 2.14): torch.export fails
+in its symbolic-shape solver on the padded size after the pooling chain ("The inequality
+Eq(-((x/2)//2) + 4*((x/2)//8), 0) cannot be solved"), and it needs ``onnxscript``, which this project does not
+depend on. So we use the legacy TorchScript-based exporter with ``dynamic_axes`` and check its result at two
+sizes. The legacy exporter cannot express ``Tensor.contiguous(memory_format=channels_last_3d)`` (the network
 switches to channels-last on CPU for oneDNN speed); a memory format is a storage layout, not a value, and ONNX
 tensors have no layout, so we export it as the identity (:func:`_register_contiguous_as_identity`).
 
@@ -40,7 +41,6 @@ from torch import nn
 from .loading import find_lightmedseg
 
 FORMATS = ("onnx", "torchscript")
-EXPORTERS = ("legacy", "dynamo")
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 EXTRA_HINT = "pip install nnunetv2-lightmedseg[export]"
@@ -89,35 +89,19 @@ def _register_contiguous_as_identity(opset: int) -> None:
     register_custom_op_symbolic("aten::contiguous", lambda g, self, memory_format: self, opset)
 
 
-def export_onnx(network: nn.Module, example: torch.Tensor, path: Path, opset: int = DEFAULT_OPSET,
-                exporter: str = "legacy") -> None:
-    """Export ``network`` (eval mode) to ONNX with dynamic batch and spatial axes."""
+def export_onnx(network: nn.Module, example: torch.Tensor, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """Export ``network`` (eval mode) to ONNX with dynamic batch and spatial axes (legacy exporter)."""
     require_onnx()
-    if exporter not in EXPORTERS:
-        raise ExportError(f"unknown ONNX exporter {exporter!r}; choose one of {EXPORTERS}")
     wrapped = DynamicPadWrapper(network, export_divisor(network)).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {0: "batch", 2: "depth", 3: "height", 4: "width"}
     with torch.no_grad(), warnings.catch_warnings():
         # TracerWarnings about the network's Python-side shape checks are expected (see module docstring)
         warnings.simplefilter("ignore")
-        if exporter == "legacy":
-            _register_contiguous_as_identity(opset)
-            torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
-        else:
-            try:
-                import onnxscript  # noqa: F401
-            except ImportError:
-                raise ExportError("the dynamo ONNX exporter needs onnxscript (pip install onnxscript); "
-                                  "or use the default --exporter legacy") from None
-            from torch.export import Dim
-            dims = {i: Dim.AUTO for i in axes}
-            prog = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=opset,
-                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                     dynamic_shapes=({**dims},))
-            prog.save(str(path))
+        _register_contiguous_as_identity(opset)
+        torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
 
 
 def export_torchscript(network: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -283,7 +267,7 @@ def benchmark_latency(network: nn.Module, runner: Optional[ExportedRunner], shap
 
 
 def export_trained_model(predictor, output: Path, fmt: str = "onnx", opset: int = DEFAULT_OPSET,
-                         exporter: str = "legacy", tolerance: float = 1e-3, fold="0",
+                         tolerance: float = 1e-3, fold="0",
                          checkpoint: str = "checkpoint_final.pth", plans_name: str = "nnUNetPlans",
                          configuration: str = "3d_fullres") -> Dict:
     """Export ``predictor.network``, write ``<output>.json`` next to it, run the parity check.
@@ -299,13 +283,14 @@ def export_trained_model(predictor, output: Path, fmt: str = "onnx", opset: int 
     example = torch.randn(1, n_in, *patch)
     output = Path(output)
     if fmt == "onnx":
-        export_onnx(network, example, output, opset=opset, exporter=exporter)
+        export_onnx(network, example, output, opset=opset)
     else:
         export_torchscript(network, example, output)
     runner = ExportedRunner(output, fmt)
     lms = find_lightmedseg(network)
     parity = check_parity(network, runner, n_in, parity_sizes(patch, lms.divisor if lms is not None else 1))
-    meta = inference_metadata(predictor, fmt, exporter if fmt == "onnx" else "torch.jit.trace",
+    meta = inference_metadata(predictor, fmt, "torch.onnx.export (legacy, dynamic_axes)" if fmt == "onnx"
+                              else "torch.jit.trace",
                               opset if fmt == "onnx" else None, fold, checkpoint, plans_name, configuration)
     meta["parity"] = {"tolerance": tolerance, "checks": parity}
     meta_path = metadata_path(output)
