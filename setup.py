@@ -10,8 +10,6 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["nnunetv2_lightmedseg", "nnunetv2_lightmedseg.*"]),
-    include_package_data=True,
-    package_data={"nnunetv2_lightmedseg": ["plans_overrides/*.json"]},
     install_requires=[
         "torch>=2.1",
         "nnunetv2>=2.8",

@@ -1,13 +1,12 @@
 """nnunetv2-lightmedseg: the LightMedSeg network as an nnU-Net v2 plugin.
 
-``from nnunetv2_lightmedseg import LightMedSeg`` is light (torch only). The trainer and the loss import
-nnU-Net and are loaded on first access.
+Everything is loaded on first access: ``from nnunetv2_lightmedseg import LightMedSeg`` imports torch only,
+the trainer and the loss import nnU-Net, and ``lightmedseg env`` (which imports this package) stays instant.
 """
-from .network import LightMedSeg
-
 __version__ = "0.1.0"
 
 _LAZY = {
+    "LightMedSeg": "nnunetv2_lightmedseg.network.lightmedseg",
     "nnUNetTrainer_LightMedSeg": "nnunetv2_lightmedseg.training.trainer",
     "BoundaryCompoundLoss": "nnunetv2_lightmedseg.loss.boundary_compound",
 }
