@@ -83,7 +83,7 @@ def nnunet_env(base: Path, **extra: str) -> Dict[str, str]:
     return env
 
 
-def run_cmd(args: Sequence[str], env: Dict[str, str], timeout: float = 600,
+def run_cmd(args: Sequence[str], env: Dict[str, str], timeout: float = 1800,
             check: bool = True) -> subprocess.CompletedProcess:
     """Run a console command of the venv (``nnUNetv2_*``, ``lightmedseg``); on failure show its output."""
     exe = BIN / args[0]
