@@ -195,7 +195,7 @@ def test_region_dataset_several_channels(region_run):
 @pytest.mark.skipif(not HIPPOCAMPUS.is_dir(), reason=HIPPOCAMPUS_MISSING)
 def test_real_hippocampus_cases(tmp_path):
     dataset = hippocampus_subset(tmp_path / "raw", n_train=12, n_test=3)
-    result = run_demo(tmp_path / "demo", "--dataset", str(dataset))
+    result = run_demo(tmp_path / "demo", "--dataset", str(dataset), "--trainer", "nnUNetTrainer_LightMedSeg_E2E3x20")
     check_demo_result(result, dataset / "imagesTs", dataset / "labelsTs", ["Anterior", "Posterior"])
 
 
