@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -238,30 +237,20 @@ def inference_metadata(predictor, fmt: str, exporter: Optional[str], opset: Opti
 def benchmark_latency(network: nn.Module, runner: Optional[ExportedRunner], shape: Sequence[int],
                       threads: int = 2, repeats: int = 3, warmup: int = 1) -> Dict[str, float]:
     """Median CPU latency (seconds) of PyTorch (``threads`` intra-op threads, channels-last input, no_grad)
-    and of the exported model (its runner is built with the same thread count)."""
+    and of the exported model (its runner is built with the same thread count), timed interleaved with the
+    benchmark package's :func:`~nnunetv2_lightmedseg.benchmark.measure.interleaved_timings`."""
+    from ..benchmark.measure import forward_callable, interleaved_timings
+
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         x = torch.randn(*shape)
-        xc = x.contiguous(memory_format=torch.channels_last_3d)
-        times = []
-        with torch.no_grad():
-            for i in range(warmup + repeats):
-                t0 = time.perf_counter()
-                network(xc)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-        res = {"pytorch_s": statistics.median(times)}
+        calls = {"pytorch_s": forward_callable(network, x.contiguous(memory_format=torch.channels_last_3d))}
         if runner is not None:
             xn = x.numpy()
-            times = []
-            for i in range(warmup + repeats):
-                t0 = time.perf_counter()
-                runner(xn)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-            res["exported_s"] = statistics.median(times)
-        return res
+            calls["exported_s"] = lambda: runner(xn)
+        times = interleaved_timings(calls, runs=repeats, warmup=warmup)
+        return {k: statistics.median(v) for k, v in times.items()}
     finally:
         torch.set_num_threads(prev)
 
