@@ -217,8 +217,12 @@ class LightMedSeg(nn.Module):
             info["anchors"] = anchors
 
         feats = []
+        ts = t if t is not None else 0.5
         for i, stage in enumerate(self.encoder):
-            ts = resample_pow2(t, -i) if t is not None else 0.5
+            if i > 0 and t is not None:
+                # each stage's texture map is the previous one average-pooled by 2 (= pooling the stem-grid
+                # map by 2^i, which the paper's trilinear resampling equals for factor 2), one small op per stage
+                ts = resample_pow2(ts, -1)
             h = stage(h, ts, anchors)
             feats.append(h)
             if i < 3:
