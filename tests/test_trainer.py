@@ -18,6 +18,7 @@ EXPECTED_TRAINERS = {
     "nnUNetTrainer_LightMedSeg", "nnUNetTrainer_LightMedSeg_StandardConv", "nnUNetTrainer_LightMedSeg_NoLSPM",
     "nnUNetTrainer_LightMedSeg_NoAnchors", "nnUNetTrainer_LightMedSeg_NoSkipRouter",
     "nnUNetTrainer_LightMedSeg_16anchors", "nnUNetTrainer_LightMedSeg_32anchors",
+    "nnUNetTrainer_LightMedSeg_FullResDecoder", "nnUNetTrainer_LightMedSeg_DeepSupervision",
     "nnUNetTrainer_LightMedSeg_1epoch", "nnUNetTrainer_LightMedSeg_5epochs", "nnUNetTrainer_LightMedSeg_10epochs",
     "nnUNetTrainer_LightMedSeg_20epochs", "nnUNetTrainer_LightMedSeg_50epochs",
     "nnUNetTrainer_LightMedSeg_100epochs", "nnUNetTrainer_CPUBench_4x50", "nnUNetTrainer_LightMedSeg_CPUBench_4x50",
@@ -93,7 +94,8 @@ def test_variants_table_and_options(tiny):
     cm = pm.get_configuration("3d_fullres")
     expect = {"StandardConv": {"conv_type": "standard"}, "NoLSPM": {"use_lspm": False},
               "NoAnchors": {"use_anchors": False}, "NoSkipRouter": {"use_skip_router": False},
-              "16anchors": {"num_anchors": 16}, "32anchors": {"num_anchors": 32}}
+              "16anchors": {"num_anchors": 16}, "32anchors": {"num_anchors": 32},
+              "FullResDecoder": {"full_resolution_decoder": True}, "DeepSupervision": {"deep_supervision": True}}
     default_cfg = LightMedSeg(1, 3).config
     for suffix, opts in expect.items():
         net = ALL_TRAINERS[f"nnUNetTrainer_LightMedSeg_{suffix}"].build_network_architecture(pm, cm, 1, 3, False)
@@ -172,6 +174,34 @@ def test_initialized_trainer_optimizer_loss_memory_format_and_one_step(tiny, nnu
     assert math.isfinite(float(out["loss"]))
     assert t.lr_scheduler.iteration == 1
     t.set_deep_supervision_enabled(True)  # no-op, must not fail
+
+
+def test_deep_supervision_variant_trains_on_nnunet_targets_and_predicts_one_output(tiny, nnunet_paths):
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    class DSSmoke(ALL_TRAINERS["nnUNetTrainer_LightMedSeg_DeepSupervision"]):
+        training_options = ALL_TRAINERS["nnUNetTrainer_LightMedSeg_Smoke"].training_options
+
+    t = make_trainer(tiny, DSSmoke)
+    assert t.enable_deep_supervision
+    t.initialize()
+    assert isinstance(t.loss, DeepSupervisionWrapper)
+    assert t.loss.weight_factors == pytest.approx((4 / 7, 2 / 7, 1 / 7))
+    assert t._get_deep_supervision_scales() == [[1.0] * 3, [0.5] * 3, [0.25] * 3]
+    dl_tr, _ = t.get_dataloaders()
+    batch = next(dl_tr)
+    assert isinstance(batch["target"], list) and len(batch["target"]) == 3
+    with torch.no_grad():
+        outs = t.network(batch["data"])
+    assert [o.shape[2:] for o in outs] == [y.shape[2:] for y in batch["target"]]
+    t.on_train_epoch_start()
+    assert math.isfinite(float(t.train_step(batch)["loss"]))
+    t.set_deep_supervision_enabled(False)  # what nnU-Net does before validation / prediction
+    with torch.no_grad():
+        assert isinstance(t.network(batch["data"]), torch.Tensor)
+    net = DSSmoke.build_network_architecture(t.plans_manager, t.configuration_manager, 1, 3, False)
+    net.load_state_dict(t.network.state_dict(), strict=True)  # the predictor's build loads strictly
+    assert net.deep_supervision is False
 
 
 def test_checkpoint_loads_strictly_through_nnunet_predictor(tiny, nnunet_paths):

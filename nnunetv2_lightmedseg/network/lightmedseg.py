@@ -26,6 +26,23 @@ in that convention: the other resolution reading costs ~11.6 GMACs (23 GFLOPs), 
 neither convention, and a MAC reading of 14.64 would need twice the convolutions the paper describes.
 Parameters: 0.47M (paper: 0.48M).
 
+Reading B is available as an option, ``full_resolution_decoder=True``: the last decoder stage upsamples to
+the input grid with a stride-2 transposed conv, its skip is the stem output trilinearly upsampled (projected
+1x1x1 on the stem's grid first, which commutes exactly), and the head is the 1x1x1 conv alone. It costs
+**10.38 GMACs = 20.75 GFLOPs** at 1x4x128^3 (1.38x reading A: the last stage's fusion, SE and three paths run
+on 8x as many voxels) and 470,535 parameters for ``LightMedSeg(4, 4)`` (the last stage's k2 transposed conv
+replaces its 1x1x1 conv and the head's transposed conv).
+
+Deep supervision (not in the paper) is an option, ``deep_supervision=True``: 1x1x1 heads on decoder stages 2
+and 3 (``aux_heads.seg_layers``), whose outputs at 1/4 and 1/2 of the input grid follow the full-resolution
+logits in a list, as nnU-Net's networks return them, while ``deep_supervision`` (the attribute) is True. The
+trainer switches it off for validation and prediction (nnU-Net's ``set_deep_supervision_enabled``), so the
+predictor gets one tensor and the checkpoint loads strictly either way.
+
+The output layers live under ``head.seg_layers`` (and ``aux_heads.seg_layers``) so that nnU-Net's
+``-pretrained_weights`` skips them when fine-tuning on another label set; checkpoints written before that
+rename (``head.*``, ``head_up.*``) are converted when loaded.
+
 Arbitrary input sizes: inputs are zero-padded to a multiple of 16 (stem x three pools) and the logits are
 cropped back, so the output always has the input's spatial size. Each axis must be at least 16 voxels.
 
@@ -36,7 +53,7 @@ Shapes: ``(B, input_channels, D, H, W) -> (B, num_classes, D, H, W)``.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +61,8 @@ from torch import nn
 
 from .blocks.anchor_detector import GlobalAnchorDetector
 from .blocks.ghost_conv import GhostConv3D
-from .blocks.lspm import LocalStructuralPrior
+from .blocks.lspm import TEXTURE_NORMS, LocalStructuralPrior
+from .blocks.seg_head import DeepSupervisionHeads, SegmentationHead, rename_legacy_head_keys
 from .blocks.skip_router import MultiScaleSkipRouter, resample_pow2
 from .decoder import DecoderStage
 from .encoder import EncoderStage
@@ -71,6 +89,12 @@ class LightMedSeg(nn.Module):
         router_channels: common width of the skip router's projections (paper: 64).
         se_reduction: SE bottleneck ratio; the bottleneck is ``max(4, C // se_reduction)``.
         lspm_hidden: width of the LSPM gating head (its "expand" convolution).
+        texture_norm: normalisation of the LSPM texture map, ``"max"`` (per-sample max) or ``"median"``
+            (``R / (R + median R)``, robust to outlier voxels); see :mod:`.blocks.lspm`.
+        full_resolution_decoder: reading B of the resolution schedule (last decoder stage at the input grid,
+            head without upsampling); False = reading A (see the module docstring).
+        deep_supervision: add auxiliary 1x1x1 heads on decoder stages 2 and 3 and return
+            ``[logits, logits/2, logits/4]`` while the ``deep_supervision`` attribute is True (not in the paper).
 
     Budget. The paper's SE ratio and gating-head width were lost in extraction. We fix them with the
     three figures the paper does give: ``se_reduction=3`` and ``lspm_hidden=24`` put the default at 469.8K
@@ -96,11 +120,15 @@ class LightMedSeg(nn.Module):
         router_channels: int = 64,
         se_reduction: int = 3,
         lspm_hidden: int = 24,
+        texture_norm: str = "max",
+        full_resolution_decoder: bool = False,
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("input_channels", input_channels), ("num_classes", num_classes),
                             ("num_anchors", num_anchors), ("stem_channels", stem_channels),
-                            ("router_channels", router_channels), ("se_reduction", se_reduction)):
+                            ("router_channels", router_channels), ("se_reduction", se_reduction),
+                            ("lspm_hidden", lspm_hidden)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"LightMedSeg: {name} must be a positive integer, got {value!r}")
         if conv_type not in CONV_TYPES:
@@ -109,6 +137,13 @@ class LightMedSeg(nn.Module):
         if len(encoder_widths) != 4 or any(w <= 0 or w % 8 for w in encoder_widths):
             raise ValueError("LightMedSeg: encoder_widths must be four positive multiples of 8 "
                              f"(GhostConv3D halves them, GroupNorm uses 4 groups), got {encoder_widths}")
+        if texture_norm not in TEXTURE_NORMS:
+            raise ValueError(f"LightMedSeg: texture_norm must be one of {TEXTURE_NORMS}, got {texture_norm!r}")
+        for name, value in (("use_lspm", use_lspm), ("use_anchors", use_anchors),
+                            ("use_skip_router", use_skip_router), ("full_resolution_decoder", full_resolution_decoder),
+                            ("deep_supervision", deep_supervision)):
+            if not isinstance(value, bool):
+                raise TypeError(f"LightMedSeg: {name} must be True or False, got {value!r}")
         if stem_channels % 8:
             raise ValueError(f"LightMedSeg: stem_channels must be a multiple of 8, got {stem_channels}")
         dense = conv_type == "standard"
@@ -117,7 +152,9 @@ class LightMedSeg(nn.Module):
         self.config = dict(conv_type=conv_type, num_anchors=num_anchors, use_lspm=use_lspm,
                            use_anchors=use_anchors, use_skip_router=use_skip_router,
                            encoder_widths=encoder_widths, stem_channels=stem_channels,
-                           router_channels=router_channels, se_reduction=se_reduction)
+                           router_channels=router_channels, se_reduction=se_reduction, lspm_hidden=lspm_hidden,
+                           texture_norm=texture_norm, full_resolution_decoder=full_resolution_decoder,
+                           deep_supervision=deep_supervision)
         decoder_widths = (encoder_widths[2], encoder_widths[1], encoder_widths[0], stem_channels)
         n_anch = num_anchors if use_anchors else None
 
@@ -126,7 +163,8 @@ class LightMedSeg(nn.Module):
         # §3.2 anchors from the raw input
         self.anchor_detector = GlobalAnchorDetector(input_channels, num_anchors) if use_anchors else None
         # §3.3 LSPM: texture map + adapted features (2x the stem width, the encoder's stage-1 input)
-        self.lspm = LocalStructuralPrior(stem_channels, 2 * stem_channels, hidden=lspm_hidden) if use_lspm else None
+        self.lspm = LocalStructuralPrior(stem_channels, 2 * stem_channels, hidden=lspm_hidden,
+                                         texture_norm=texture_norm) if use_lspm else None
         enc_in = 2 * stem_channels if use_lspm else stem_channels
         # §3.4 encoder
         self.encoder = nn.ModuleList()
@@ -135,22 +173,39 @@ class LightMedSeg(nn.Module):
             enc_in = w
         # §3.5 skip router
         self.skip_router = MultiScaleSkipRouter(encoder_widths, stem_channels, decoder_widths, router_channels,
-                                                routed=use_skip_router)
+                                                routed=use_skip_router,
+                                                last_stage_upsampled=full_resolution_decoder)
         # §3.6 decoder, seeded by a 1x1x1 bottleneck projection of E4
         self.bottleneck = nn.Conv3d(encoder_widths[3], encoder_widths[3], 1)
         self.decoder = nn.ModuleList()
         c_in = encoder_widths[3]
         for k, w in enumerate(decoder_widths):
-            self.decoder.append(DecoderStage(c_in, w, w, upsample=k < 3, num_anchors=n_anch, dense=dense,
+            self.decoder.append(DecoderStage(c_in, w, w, upsample=k < 3 or full_resolution_decoder,
+                                             num_anchors=n_anch, dense=dense,
                                              se_reduction=se_reduction))
             c_in = w
-        # head: 1x1x1 to the classes, then the stride-2 transposed conv back to the input grid
-        self.head = nn.Conv3d(stem_channels, num_classes, 1)
-        self.head_up = nn.ConvTranspose3d(num_classes, num_classes, 2, 2)
+        # head: 1x1x1 to the classes, then (reading A) the stride-2 transposed conv back to the input grid
+        self.head = SegmentationHead(stem_channels, num_classes, upsample=not full_resolution_decoder)
+        #: decoder stages (0-based) supervised by the auxiliary heads, finest first
+        self.aux_stages = (2, 1) if deep_supervision else ()
+        self.aux_heads = (DeepSupervisionHeads([decoder_widths[k] for k in self.aux_stages], num_classes)
+                          if deep_supervision else None)
+        #: return [logits, aux...] (nnU-Net's trainer toggles this through set_deep_supervision_enabled)
+        self.deep_supervision = deep_supervision
+        self.register_load_state_dict_pre_hook(_convert_legacy_state_dict)
 
     # ------------------------------------------------------------------ helpers
     def minimum_input_size(self) -> int:
         return self.divisor
+
+    def deep_supervision_scales(self) -> List[List[float]]:
+        """Per-axis scale of each output relative to the input (nnU-Net's ``deep_supervision_scales``):
+        ``[[1, 1, 1]]`` plus one entry per auxiliary head, finest first."""
+        scales = [[1.0, 1.0, 1.0]]
+        for k in self.aux_stages:
+            f = 2.0 ** (3 - k)  # decoder stage k works at 1/2^(3-k) of the input (stages 2, 1: 1/2, 1/4)
+            scales.append([1.0 / f] * 3)
+        return scales
 
     def parameter_breakdown(self) -> Dict[str, int]:
         """Parameters per paper component (the model card of ``lightmedseg profile``)."""
@@ -163,7 +218,9 @@ class LightMedSeg(nn.Module):
         parts["bottleneck"] = n(self.bottleneck)
         for i, s in enumerate(self.decoder):
             parts[f"decoder_stage{i + 1}"] = n(s)
-        parts["head"] = n(self.head) + n(self.head_up)
+        parts["head"] = n(self.head)
+        if self.aux_heads is not None:
+            parts["aux_heads"] = n(self.aux_heads)
         assert sum(parts.values()) == n(self), "parameter breakdown misses a module"
         return parts
 
@@ -181,7 +238,7 @@ class LightMedSeg(nn.Module):
                              f"use a larger patch size")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
         return self._forward(x, None)
 
     def forward_with_intermediates(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -192,7 +249,8 @@ class LightMedSeg(nn.Module):
         info["logits"] = self._forward(x, info)
         return info
 
-    def _forward(self, x: torch.Tensor, info: Optional[Dict[str, torch.Tensor]]) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor,
+                 info: Optional[Dict[str, torch.Tensor]]) -> Union[torch.Tensor, List[torch.Tensor]]:
         self._check_input(x)
         size = x.shape[2:]
         pad = [(-s) % self.divisor for s in size]
@@ -229,6 +287,7 @@ class LightMedSeg(nn.Module):
                 h = F.max_pool3d(h, 2)
 
         d = self.bottleneck(h)
+        aux_feats: Dict[int, torch.Tensor] = {}
         for k, stage in enumerate(self.decoder):
             if info is None:
                 d = stage(d, self.skip_router.skip(k, feats, f0), anchors)
@@ -238,8 +297,24 @@ class LightMedSeg(nn.Module):
                 if rw is not None:
                     info[f"router_weights_stage{k + 1}"] = rw
                 info[f"blend_weights_stage{k + 1}"] = bw
+            if k in self.aux_stages:
+                aux_feats[k] = d
 
-        out = self.head_up(self.head(d))
+        out = self.head(d)
         if any(pad):
             out = out[:, :, :size[0], :size[1], :size[2]]
-        return out.contiguous()
+        out = out.contiguous()
+        if not (self.deep_supervision and self.aux_heads is not None and info is None):
+            return out
+        outputs = [out]
+        for y, scale in zip(self.aux_heads([aux_feats[k] for k in self.aux_stages]),
+                            self.deep_supervision_scales()[1:]):
+            # the crop nnU-Net's target downsampling uses (round(size * scale)), on the zero-padded grid
+            keep = [int(round(s * sc)) for s, sc in zip(size, scale)]
+            outputs.append(y[:, :, :keep[0], :keep[1], :keep[2]].contiguous())
+        return outputs
+
+
+def _convert_legacy_state_dict(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook: checkpoints from before the ``seg_layers`` rename load unchanged."""
+    rename_legacy_head_keys(state_dict, prefix)

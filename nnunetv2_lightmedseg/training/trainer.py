@@ -7,9 +7,13 @@ splits, sliding-window validation/prediction, checkpointing and CUDA mixed preci
 nnU-Net hook                           LightMedSeg (paper section)
 =====================================  ====================================================================
 ``build_network_architecture``         ``LightMedSeg(in, out, **network_options)`` (§3); one output
-``enable_deep_supervision``            False: the paper's network has one output (§3.6), no auxiliary heads
-``set_deep_supervision_enabled``       no-op (nothing to switch)
-``_build_loss``                        :class:`~nnunetv2_lightmedseg.loss.BoundaryCompoundLoss` (§3.7)
+``enable_deep_supervision``            False: the paper's network has one output (§3.6), no auxiliary heads;
+                                       True only for networks built with ``deep_supervision=True`` (variant)
+``set_deep_supervision_enabled``       switches the network's auxiliary outputs (no-op without them)
+``_get_deep_supervision_scales``       the network's own output scales (``LightMedSeg.deep_supervision_scales``)
+``_build_loss``                        :class:`~nnunetv2_lightmedseg.loss.BoundaryCompoundLoss` (§3.7), with
+                                       ``loss_options``; wrapped in nnU-Net's ``DeepSupervisionWrapper``
+                                       (weights 1, 1/2, 1/4, normalised) when deep supervision is on
 ``configure_optimizers``               AdamW + per-iteration linear warm-up and cosine annealing (§4)
 ``train_step``                         stock step (grad-norm clipping at 12), then one scheduler step
 ``initialize``                         stock, then channels_last_3d weights on CPU
@@ -34,7 +38,8 @@ Hyper-parameters the paper lost (its numbers were symbols in the extracted text)
 The schedule is stepped per iteration (see :mod:`.lr_schedule`) so that CPU-length runs still get a warm-up and
 a full cosine.
 
-Variants change class attributes only: ``network_options`` (kwargs of :class:`LightMedSeg`) and
+Variants change class attributes only: ``network_options`` (kwargs of :class:`LightMedSeg`),
+``loss_options`` (kwargs of :class:`~nnunetv2_lightmedseg.loss.BoundaryCompoundLoss`) and
 ``training_options`` (trainer attributes set after nnU-Net's ``__init__``, e.g. ``num_epochs``); see
 :mod:`.variants` for the table of all trainers.
 """
@@ -42,9 +47,12 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+import numpy as np
 import torch
 from torch import nn
+from torch._dynamo import OptimizedModule
 
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
@@ -58,6 +66,8 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
 
     #: keyword arguments of :class:`LightMedSeg` (variants override this; {} = the paper's default network)
     network_options: Dict[str, Any] = {}
+    #: keyword arguments of :class:`BoundaryCompoundLoss` (variants override: term weights, weight clamp)
+    loss_options: Dict[str, Any] = {}
     #: trainer attributes applied after nnU-Net's __init__ (variants override: num_epochs, iterations, ...)
     training_options: Dict[str, Any] = {}
 
@@ -65,8 +75,9 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         # the paper's network has a single full-resolution output: no deep supervision, so nnU-Net's data
-        # loader gives plain (non-list) targets and the loss is not wrapped in DeepSupervisionWrapper
-        self.enable_deep_supervision = False
+        # loader gives plain (non-list) targets and the loss is not wrapped in DeepSupervisionWrapper; only a
+        # network built with auxiliary heads (network option deep_supervision=True) is deep-supervised
+        self.enable_deep_supervision = bool(self.network_options.get("deep_supervision", False))
         self.num_epochs = 300
         self.initial_lr = 1e-3
         self.weight_decay = 1e-2
@@ -90,8 +101,9 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
 
         A classmethod (nnU-Net's is a staticmethod; both are called as ``trainer_class.build_...(...)`` by the
         trainer and by ``nnUNetPredictor``) so that each variant's ``network_options`` is used.
-        ``enable_deep_supervision`` is accepted and ignored: LightMedSeg has one output either way, so the
-        predictor (which passes False) builds exactly the trained network and loads its checkpoint strictly.
+        ``enable_deep_supervision`` switches the auxiliary outputs of a network built with
+        ``deep_supervision=True`` (the heads exist either way, so the predictor, which passes False, builds
+        exactly the trained network and loads its checkpoint strictly); the paper's network has none.
         Other plans entries (the plain U-Net's widths, kernels, pooling) do not apply to LightMedSeg.
         """
         patch = [int(p) for p in configuration_manager.patch_size]
@@ -103,15 +115,25 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                              f"poolings), but the plans' patch size is {patch}. Use `lightmedseg plans -d ID "
                              f"--variant planned` (patch rounded up to a multiple of {LightMedSeg.divisor}) and train "
                              f"with -c 3d_fullres_lightmedseg_planned.")
-        return LightMedSeg(num_input_channels, num_output_channels, **cls.network_options)
+        network = LightMedSeg(num_input_channels, num_output_channels, **cls.network_options)
+        network.deep_supervision = bool(enable_deep_supervision) and network.aux_heads is not None
+        return network
+
+    def _plain_network(self) -> LightMedSeg:
+        mod = self.network.module if self.is_ddp else self.network
+        return mod._orig_mod if isinstance(mod, OptimizedModule) else mod
 
     def set_deep_supervision_enabled(self, enabled: bool):
-        """No-op: LightMedSeg has no auxiliary outputs (nnU-Net calls this around validation)."""
+        """Switch the auxiliary outputs (nnU-Net calls this around validation); no-op without auxiliary heads."""
+        net = self._plain_network()
+        net.deep_supervision = bool(enabled) and net.aux_heads is not None
+
+    def _get_deep_supervision_scales(self):
+        if not self.enable_deep_supervision:
+            return None
+        return self._plain_network().deep_supervision_scales()
 
     def initialize(self):
-        if self.enable_deep_supervision:
-            raise RuntimeError(f"{type(self).__name__}: LightMedSeg has a single output; deep supervision must stay "
-                               f"disabled (enable_deep_supervision=False).")
         super().initialize()
         if self.device.type == "cpu":
             # oneDNN's 3D convolutions are much faster in channels_last_3d; the network converts its input on
@@ -129,13 +151,20 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
     # loss
     def _build_loss(self):
         lm = self.label_manager
-        return BoundaryCompoundLoss(
+        loss = BoundaryCompoundLoss(
             has_regions=lm.has_regions,
             ignore_label=None if lm.has_regions else lm.ignore_label,
             use_ignore_label=lm.has_regions and lm.ignore_label is not None,
             batch_dice=self.configuration_manager.batch_dice,
             ddp=self.is_ddp,
+            **self.loss_options,
         )
+        if self.enable_deep_supervision:
+            # every auxiliary head is trained (unlike nnU-Net's U-Net, none sits at the bottleneck), weights
+            # halve per scale as in nnU-Net and sum to 1
+            weights = np.array([1 / 2 ** i for i in range(len(self._get_deep_supervision_scales()))])
+            loss = DeepSupervisionWrapper(loss, weights / weights.sum())
+        return loss
 
     # ---------------------------------------------------------------------------------------------------- #
     # optimiser and schedule

@@ -13,6 +13,8 @@ Trainer                                          network      epochs     iters  
 ``nnUNetTrainer_LightMedSeg_NoSkipRouter``       plain skips  300        250    ablation (w/o skip router)
 ``nnUNetTrainer_LightMedSeg_16anchors``          N = 16       300        250    anchor-count ablation
 ``nnUNetTrainer_LightMedSeg_32anchors``          N = 32       300        250    anchor-count ablation
+``nnUNetTrainer_LightMedSeg_FullResDecoder``     reading B    300        250    last decoder stage at full res
+``nnUNetTrainer_LightMedSeg_DeepSupervision``    + aux heads  300        250    deep supervision (not in paper)
 ``nnUNetTrainer_LightMedSeg_1epoch``             paper        1          250    mirrors ``nnUNetTrainer_1epoch``
 ``nnUNetTrainer_LightMedSeg_5epochs``            paper        5          250    mirrors ``nnUNetTrainer_5epochs``
 ``nnUNetTrainer_LightMedSeg_10epochs``           paper        10         250    mirrors ``nnUNetTrainer_10epochs``
@@ -62,6 +64,20 @@ class nnUNetTrainer_LightMedSeg_16anchors(nnUNetTrainer_LightMedSeg):
 
 class nnUNetTrainer_LightMedSeg_32anchors(nnUNetTrainer_LightMedSeg):
     network_options = {"num_anchors": 32}
+
+
+# --------------------------------------------------------------------- options outside the paper's default
+class nnUNetTrainer_LightMedSeg_FullResDecoder(nnUNetTrainer_LightMedSeg):
+    """Reading B of the paper's resolution schedule: the last decoder stage works at the input grid
+    (20.75 instead of 15.08 GFLOPs at 1x4x128^3); see :class:`~nnunetv2_lightmedseg.network.LightMedSeg`."""
+    network_options = {"full_resolution_decoder": True}
+
+
+class nnUNetTrainer_LightMedSeg_DeepSupervision(nnUNetTrainer_LightMedSeg):
+    """Auxiliary 1x1x1 heads on decoder stages 2 and 3, trained with nnU-Net's DeepSupervisionWrapper
+    (weights 4/7, 2/7, 1/7 for the outputs at 1, 1/2, 1/4 of the patch); validation and prediction use the
+    full-resolution output only. The paper has no deep supervision."""
+    network_options = {"deep_supervision": True}
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)

@@ -7,6 +7,11 @@ Operates on the stem output ``F0`` (8 channels, half resolution) and emits two s
   in [0, 1] and can gate the encoder's two paths directly. The paper's normalisation was lost in extraction;
   per-sample max scaling keeps the gate's range fixed whatever the image contrast. ``T`` has one channel and
   is handed unchanged to all four encoder stages.
+  ``texture_norm="median"`` is the outlier-robust alternative: ``T = R / (R + median R + eps)`` per sample. It
+  also lies in [0, 1), is 0.5 where the texture equals the sample's median texture, and no single voxel can
+  move the median (with ``"max"`` one hot voxel rescales the whole map, and most voxels of a real MRI end up
+  below 0.1, so the encoder's two paths are blended almost constantly; see ``lightmedseg explain``). The mean
+  would not do: one voxel 10^4 above the rest moved a mean-normalised map by 0.23 (median over voxels).
 * **Adapted features** ``F_mix`` (branches 2 and 3): a spatial gating head (``Conv3d k3 C->hidden``, GN, SiLU,
   ``Conv3d k3 hidden->1``, sigmoid) scores per-voxel complexity ``g``; a 1x1x1 conv turns ``g`` into softmax
   weights over two 1x1x1 expert projections ``C -> out_channels`` that are blended voxel by voxel.
@@ -24,13 +29,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: texture-map normalisations: per-sample max (default) or the outlier-robust ratio to the per-sample median
+TEXTURE_NORMS = ("max", "median")
+
 
 class LocalStructuralPrior(nn.Module):
     def __init__(self, channels: int = 8, out_channels: int = 16, hidden: int = 24, norm_groups: int = 4,
-                 eps: float = 1e-6) -> None:
+                 eps: float = 1e-6, texture_norm: str = "max") -> None:
         super().__init__()
-        assert channels > 0 and out_channels > 0 and hidden > 0, (
-            f"LSPM needs positive widths, got channels={channels}, out={out_channels}, hidden={hidden}")
+        if not (channels > 0 and out_channels > 0 and hidden > 0):
+            raise ValueError(f"LSPM needs positive widths, got channels={channels}, out={out_channels}, "
+                             f"hidden={hidden}")
+        if texture_norm not in TEXTURE_NORMS:
+            raise ValueError(f"LSPM: texture_norm must be one of {TEXTURE_NORMS}, got {texture_norm!r}")
+        self.texture_norm = texture_norm
         self.smooth = nn.Conv3d(channels, channels, 3, 1, 1, groups=channels, bias=False)
         nn.init.constant_(self.smooth.weight, 1.0 / 27)  # start as a box filter: R is then a true high-pass
         self.gate = nn.Sequential(
@@ -45,6 +57,9 @@ class LocalStructuralPrior(nn.Module):
 
     def texture_map(self, f0: torch.Tensor) -> torch.Tensor:
         r = (f0 - self.smooth(f0)).abs().mean(dim=1, keepdim=True)
+        if self.texture_norm == "median":
+            typical = r.flatten(2).median(dim=2).values[..., None, None, None]
+            return r / (r + typical + self.eps)
         return r / (r.amax(dim=(2, 3, 4), keepdim=True) + self.eps)
 
     def forward(self, f0: torch.Tensor, return_gate: bool = False):

@@ -25,6 +25,10 @@ Choices where the text is silent or garbled:
   uses average pooling by the exact power-of-two factor (anti-aliased; for factor 2 it equals trilinear
   resampling). Coarser maps are upsampled trilinearly, as in the paper.
 
+``last_stage_upsampled=True`` (the network's ``full_resolution_decoder``, reading B) puts the last decoder
+stage at the input grid: its skip is the stem output "trilinearly upsampled to the stage", projected 1x1x1 on
+the stem's grid first (projection and trilinear interpolation commute exactly) and then upsampled by 2.
+
 ``routed=False`` gives the ablation "w/o skip router": plain U-Net skips from the same-resolution
 encoder output (``E_3, E_2, E_1``, stem), whose widths already equal the decoder widths.
 
@@ -60,10 +64,14 @@ class MultiScaleSkipRouter(nn.Module):
         routed_channels: int = 64,
         controller_hidden: int = 64,
         routed: bool = True,
+        last_stage_upsampled: bool = False,
     ) -> None:
         super().__init__()
-        assert len(encoder_widths) == 4 and len(decoder_widths) == 4, "LightMedSeg has four stages each way"
+        if len(encoder_widths) != 4 or len(decoder_widths) != 4:
+            raise ValueError(f"MultiScaleSkipRouter: LightMedSeg has four stages each way, got encoder widths "
+                             f"{list(encoder_widths)} and decoder widths {list(decoder_widths)}")
         self.routed = routed
+        self.last_stage_upsampled = last_stage_upsampled
         # decoder stage k works at the grid of encoder stage 2 - k (k = 0, 1, 2) and of the stem (k = 3)
         self.stage_level = (2, 1, 0, 0)
         if routed:
@@ -77,16 +85,18 @@ class MultiScaleSkipRouter(nn.Module):
                                          nn.Conv3d(stem_channels, decoder_widths[3], 1)])
         else:
             plain = (encoder_widths[2], encoder_widths[1], encoder_widths[0], stem_channels)
-            assert tuple(plain) == tuple(decoder_widths), (
-                f"plain skips need encoder widths mirrored by the decoder, got {plain} vs {tuple(decoder_widths)}")
+            if tuple(plain) != tuple(decoder_widths):
+                raise ValueError(f"MultiScaleSkipRouter: plain skips need encoder widths mirrored by the decoder, "
+                                 f"got {plain} vs {tuple(decoder_widths)}")
 
     def skip(self, k: int, feats: Sequence[torch.Tensor], stem: torch.Tensor, return_weights: bool = False):
-        if not self.routed:
-            y = (feats[2], feats[1], feats[0], stem)[k]
-            return (y, None) if return_weights else y
-        if k >= 2:
-            src = feats[0] if k == 2 else stem
-            y = self.direct[k - 2](src)
+        if not self.routed or k >= 2:
+            if not self.routed:
+                y = (feats[2], feats[1], feats[0], stem)[k]
+            else:
+                y = self.direct[k - 2](feats[0] if k == 2 else stem)
+            if k == 3 and self.last_stage_upsampled:
+                y = resample_pow2(y, 1)
             return (y, None) if return_weights else y
         level = self.stage_level[k]
         aligned = []

@@ -1,0 +1,62 @@
+"""Output layers of LightMedSeg: the segmentation head (§3.6) and optional deep-supervision heads.
+
+Both keep their class-dependent convolutions under a ``seg_layers`` attribute, as nnU-Net's own networks do
+(``decoder.seg_layers``): nnU-Net's ``-pretrained_weights`` loader skips every state-dict key that contains
+``.seg_layers.``, so a model pretrained on one label set can be fine-tuned on another
+(``nnUNetv2_train ... -pretrained_weights CKPT``).
+
+* :class:`SegmentationHead` — the paper's head: a 1x1x1 convolution to the classes, followed (reading A of the
+  resolution schedule, see :class:`~nnunetv2_lightmedseg.network.lightmedseg.LightMedSeg`) by a stride-2
+  transposed convolution that restores the input grid. Keys ``head.seg_layers.0.*`` (1x1x1) and
+  ``head.seg_layers.1.*`` (transposed conv, only when ``upsample``).
+  Shapes: ``(B, C, D, H, W) -> (B, classes, 2D, 2H, 2W)`` (``upsample``) or ``(B, classes, D, H, W)``.
+* :class:`DeepSupervisionHeads` — not in the paper: one 1x1x1 convolution to the classes per supervised
+  decoder stage, used only by the deep-supervision variant. Keys ``aux_heads.seg_layers.<i>.*``.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+from torch import nn
+
+
+class SegmentationHead(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, upsample: bool) -> None:
+        super().__init__()
+        if in_channels <= 0 or num_classes <= 0:
+            raise ValueError(f"SegmentationHead: in_channels and num_classes must be positive, got "
+                             f"{in_channels}, {num_classes}")
+        layers: List[nn.Module] = [nn.Conv3d(in_channels, num_classes, 1)]
+        if upsample:
+            layers.append(nn.ConvTranspose3d(num_classes, num_classes, 2, 2))
+        self.seg_layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.seg_layers:
+            x = layer(x)
+        return x
+
+
+class DeepSupervisionHeads(nn.Module):
+    def __init__(self, in_channels: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        if not in_channels or any(c <= 0 for c in in_channels) or num_classes <= 0:
+            raise ValueError(f"DeepSupervisionHeads: need positive widths and classes, got {list(in_channels)}, "
+                             f"{num_classes}")
+        self.seg_layers = nn.ModuleList(nn.Conv3d(c, num_classes, 1) for c in in_channels)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        return [head(f) for head, f in zip(self.seg_layers, feats)]
+
+
+# keys of checkpoints written before the output layers moved under ``seg_layers`` -> their new names
+LEGACY_HEAD_KEYS = {"head.weight": "head.seg_layers.0.weight", "head.bias": "head.seg_layers.0.bias",
+                    "head_up.weight": "head.seg_layers.1.weight", "head_up.bias": "head.seg_layers.1.bias"}
+
+
+def rename_legacy_head_keys(state_dict: dict, prefix: str = "") -> None:
+    """In place: rename pre-``seg_layers`` head keys (``head.weight``, ``head_up.*``) to their new names."""
+    for old, new in LEGACY_HEAD_KEYS.items():
+        if prefix + old in state_dict and prefix + new not in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)

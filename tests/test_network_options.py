@@ -1,0 +1,161 @@
+"""Options of LightMedSeg beyond the paper's default (issue 8): output-resolution reading B, outlier-robust
+texture normalisation, deep supervision; the output layers under ``seg_layers`` (fine-tuning) and the
+conversion of checkpoints written before that rename; ``config`` rebuilds the model."""
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nnunetv2_lightmedseg import LightMedSeg
+from nnunetv2_lightmedseg.network.blocks.lspm import LocalStructuralPrior
+from nnunetv2_lightmedseg.network.blocks.seg_head import LEGACY_HEAD_KEYS
+
+OPTIONS = {
+    "full_resolution_decoder": dict(full_resolution_decoder=True),
+    "texture_norm_median": dict(texture_norm="median"),
+    "deep_supervision": dict(deep_supervision=True),
+    "all": dict(full_resolution_decoder=True, texture_norm="median", deep_supervision=True),
+}
+
+
+def nparams(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def flops(m, shape):
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        m.eval()(torch.zeros(shape))
+    return fc.get_total_flops()
+
+
+def test_default_network_is_unchanged_by_the_options():
+    assert nparams(LightMedSeg(4, 4)) == 469_771
+    assert nparams(LightMedSeg(4, 4, texture_norm="median")) == 469_771  # no parameters, no FLOPs
+    assert nparams(LightMedSeg(4, 4, full_resolution_decoder=True)) == 470_535
+    # deep supervision adds one 1x1x1 conv per supervised stage (widths 16 and 32) and nothing else
+    assert nparams(LightMedSeg(4, 4, deep_supervision=True)) - 469_771 == (16 + 1) * 4 + (32 + 1) * 4
+
+
+def test_full_resolution_decoder_costs_what_its_docstring_says():
+    shape = (1, 4, 64, 64, 64)  # every op is a convolution or elementwise: FLOPs scale with the voxel count
+    ratio = flops(LightMedSeg(4, 4, full_resolution_decoder=True), shape) / flops(LightMedSeg(4, 4), shape)
+    assert ratio == pytest.approx(20.751 / 15.078, rel=0.01)
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("shape", [(2, 1, 40, 56, 40), (1, 2, 17, 33, 20)])
+def test_shapes_for_odd_sizes(name, shape):
+    m = LightMedSeg(shape[1], 3, **OPTIONS[name]).eval()
+    with torch.no_grad():
+        y = m(torch.randn(shape))
+    if m.deep_supervision:
+        assert isinstance(y, list) and len(y) == 3
+        for out, scale in zip(y, m.deep_supervision_scales()):
+            # the target shapes nnU-Net's DownsampleSegForDSTransform makes: round(size * scale)
+            assert out.shape == (shape[0], 3) + tuple(int(round(s * f)) for s, f in zip(shape[2:], scale))
+    else:
+        assert y.shape == (shape[0], 3) + shape[2:]
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_every_parameter_receives_a_gradient(name):
+    torch.manual_seed(0)
+    m = LightMedSeg(2, 3, **OPTIONS[name])
+    y = m(torch.randn(2, 2, 32, 32, 32))
+    ys = y if isinstance(y, list) else [y]
+    sum(o.square().mean() + o[:, 1].mean() for o in ys).backward()
+    dead = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, dead
+
+
+def test_deep_supervision_switch_keeps_the_full_resolution_output():
+    torch.manual_seed(0)
+    m = LightMedSeg(1, 3, deep_supervision=True).eval()
+    x = torch.randn(1, 1, 32, 48, 32)
+    with torch.no_grad():
+        outs = m(x)
+        m.deep_supervision = False
+        single = m(x)
+    assert isinstance(single, torch.Tensor)
+    torch.testing.assert_close(single, outs[0], rtol=0, atol=0)
+    assert m.deep_supervision_scales() == [[1.0] * 3, [0.5] * 3, [0.25] * 3]
+    assert LightMedSeg(1, 3).deep_supervision_scales() == [[1.0] * 3]
+
+
+def test_robust_texture_norm_ignores_a_single_outlier_voxel():
+    torch.manual_seed(0)
+    f0 = torch.randn(1, 8, 24, 24, 24)
+    spiked = f0.clone()
+    spiked[0, :, 12, 12, 12] = 1e4  # one hot voxel (e.g. an artefact)
+    for norm, should_move in (("max", True), ("median", False)):
+        lspm = LocalStructuralPrior(8, 16, texture_norm=norm)
+        with torch.no_grad():
+            t, t_spiked = lspm.texture_map(f0), lspm.texture_map(spiked)
+        assert (t >= 0).all() and (t < 1).all()
+        away = torch.ones_like(t, dtype=torch.bool)
+        away[..., 10:15, 10:15, 10:15] = False  # compare outside the spike's 3^3 smoothing footprint
+        moved = (t[away] - t_spiked[away]).abs().median()
+        assert (moved > 0.05) == should_move, (norm, float(moved))
+    with torch.no_grad():
+        t = LocalStructuralPrior(8, 16, texture_norm="median").texture_map(f0)
+    assert 0.3 < float(t.median()) < 0.7  # centred, unlike max scaling
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(texture_norm="minmax"), "texture_norm"),
+                                          (dict(lspm_hidden=0), "lspm_hidden")])
+def test_invalid_options_raise_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LightMedSeg(1, 2, **kwargs)
+    with pytest.raises(TypeError, match="deep_supervision"):
+        LightMedSeg(1, 2, deep_supervision="yes")
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(num_anchors=16, conv_type="standard", lspm_hidden=16), *OPTIONS.values()])
+def test_config_rebuilds_the_same_model(kwargs):
+    torch.manual_seed(0)
+    m = LightMedSeg(1, 3, **kwargs)
+    rebuilt = LightMedSeg(1, 3, **m.config)
+    assert rebuilt.config == m.config
+    rebuilt.load_state_dict(m.state_dict(), strict=True)  # same keys and shapes
+    assert nparams(rebuilt) == nparams(m)
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_checkpoint_round_trip(name):
+    torch.manual_seed(0)
+    m = LightMedSeg(1, 3, **OPTIONS[name]).eval()
+    other = LightMedSeg(1, 3, **OPTIONS[name]).eval()
+    other.load_state_dict(m.state_dict(), strict=True)
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        a, b = m(x), other(x)
+    for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+
+
+def test_checkpoint_from_before_the_seg_layers_rename_loads_strictly():
+    torch.manual_seed(0)
+    m = LightMedSeg(1, 3).eval()
+    inverse = {new: old for old, new in LEGACY_HEAD_KEYS.items()}
+    legacy = {inverse.get(k, k): v for k, v in m.state_dict().items()}
+    assert "head.weight" in legacy and "head_up.weight" in legacy
+    fresh = LightMedSeg(1, 3).eval()
+    fresh.load_state_dict(legacy, strict=True)
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), m(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(deep_supervision=True)])
+def test_nnunet_pretrained_weights_skip_the_output_layers(tmp_path, kwargs):
+    """nnU-Net's -pretrained_weights loader skips keys with '.seg_layers.': fine-tuning on another label set."""
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    torch.manual_seed(0)
+    src = LightMedSeg(1, 3, **kwargs)
+    ckpt = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": src.state_dict()}, ckpt)
+    dst = LightMedSeg(1, 5, **kwargs)
+    load_pretrained_weights(dst, str(ckpt), verbose=False)
+    s, d = src.state_dict(), dst.state_dict()
+    assert all(torch.equal(s[k], d[k]) for k in d if ".seg_layers." not in k)
+    assert d["head.seg_layers.0.weight"].shape[0] == 5
