@@ -35,6 +35,14 @@ Hyper-parameters the paper lost (its numbers were symbols in the extracted text)
   it clips). With Adam the update size does not scale with the gradient norm, so the threshold only matters for
   rare spikes.
 
+Training length. The paper trains "300 epochs", i.e. 300 passes over its training set: with 411 BraTS training
+cases at batch 8 that is ~51 iterations per epoch, ~15,400 iterations of 8 patches. nnU-Net's epoch is a fixed
+250 iterations whatever the dataset size, so ``num_epochs = 300`` here means 75,000 iterations, ~5x the paper's
+count of optimiser steps (and nnU-Net's own default is 1000 epochs = 250,000). We keep nnU-Net's meaning of an
+epoch, so that ``-tr nnUNetTrainer_LightMedSeg_100epochs`` and stock ``nnUNetTrainer_100epochs`` stay equal-budget
+pairs; ``nnUNetTrainer_LightMedSeg_50epochs`` (12,500 iterations) and ``_100epochs`` (25,000) bracket the
+paper's budget in optimiser steps.
+
 The schedule is stepped per iteration (see :mod:`.lr_schedule`) so that CPU-length runs still get a warm-up and
 a full cosine.
 
