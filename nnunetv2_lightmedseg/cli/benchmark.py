@@ -9,12 +9,19 @@ validation (``fold_X/validation/summary.json``): Dice per label, per fold and ov
 (bootstrap CI, Wilcoxon, sign test), wall time per epoch from the training logs; optionally both predicted on a
 labelled test folder with nnU-Net's predictor and evaluated with nnU-Net's metrics.
 
+``benchmark curves``: learning curves from nnU-Net's own artifacts of any number of fold folders (``debug.json``,
+``training_log_*.txt``, ``validation/summary.json``): final validation Dice and per-epoch pseudo Dice against
+training iterations and training hours, LightMedSeg and stock nnU-Net side by side (table, ``--json``, ``--plot``);
+``--archive DIR`` copies just those small files in nnU-Net's layout so the figure can be regenerated anywhere.
+
 Examples::
 
     lightmedseg benchmark network --shape 4 128 128 128 --json bench.json --plot bench.png
     lightmedseg benchmark network -d 4 -c 3d_fullres --variants standard,no_lspm
     lightmedseg benchmark results -d 4 -c 3d_fullres -tr nnUNetTrainer_CPUBench_4x50 \\
         -tr nnUNetTrainer_LightMedSeg_CPUBench_4x50 --folds 0 --json cmp.json --plot cmp.png
+    lightmedseg benchmark curves $nnUNet_results/Dataset004_Hippocampus --plot curves.png --json curves.json \
+        --archive docs/runs
 """
 from __future__ import annotations
 
@@ -25,9 +32,10 @@ import sys
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("benchmark", help="benchmark LightMedSeg against stock nnU-Net (network, results)",
+    p = subparsers.add_parser("benchmark",
+                              help="benchmark LightMedSeg against stock nnU-Net (network, results, curves)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="benchmark_command", metavar="{network,results}")
+    sub = p.add_subparsers(dest="benchmark_command", metavar="{network,results,curves}")
     sub.required = True
 
     n = sub.add_parser("network", help="params, MACs, latency, train-step time, peak memory vs stock nnU-Net")
@@ -74,6 +82,28 @@ def add_parser(subparsers) -> None:
     r.add_argument("--json", metavar="FILE")
     r.add_argument("--plot", metavar="FILE.png")
     r.set_defaults(func=run_results)
+
+    from ..benchmark.curves import DEFAULT_REFERENCE, DEFAULT_REFERENCE_LABEL, DEFAULT_TITLE
+    c = sub.add_parser("curves", help="learning curves: Dice vs iterations and vs hours from nnU-Net's logs",
+                       description="Learning curves of LightMedSeg and stock nnU-Net runs from nnU-Net's own "
+                                   "artifacts (debug.json, training_log_*.txt, validation/summary.json): one table "
+                                   "row per run, --json, --plot (Dice vs iterations and vs hours), --archive.")
+    c.add_argument("folders", nargs="+", metavar="FOLDER",
+                   help="nnU-Net fold folder (.../TRAINER__PLANS__CONFIG/fold_X) or a folder containing such "
+                        "folders (searched recursively for fold_* with a debug.json)")
+    c.add_argument("--json", metavar="FILE", help="write every run (settings, per-epoch curve, final Dice) as JSON")
+    c.add_argument("--plot", metavar="FILE.png", help="write the two-panel figure (PNG)")
+    c.add_argument("--title", default=DEFAULT_TITLE, help=f"figure title (default {DEFAULT_TITLE!r})")
+    c.add_argument("--reference", type=float, default=DEFAULT_REFERENCE,
+                   help=f"Dice of the dashed reference line (default {DEFAULT_REFERENCE})")
+    c.add_argument("--reference-label", default=DEFAULT_REFERENCE_LABEL,
+                   help=f"its legend text (default {DEFAULT_REFERENCE_LABEL!r})")
+    c.add_argument("--no-reference", action="store_true", help="no reference line")
+    c.add_argument("--archive", metavar="DIR",
+                   help="copy each run's debug.json, training_log_*.txt and validation/summary.json (nothing else) "
+                        "to DIR/TRAINER__PLANS__CONFIG/fold_X/ (nnU-Net's layout)")
+    c.add_argument("--overwrite", action="store_true", help="with --archive: replace existing different files")
+    c.set_defaults(func=run_curves)
 
 
 def _fail(msg: str) -> int:
@@ -191,4 +221,38 @@ def run_results(args: argparse.Namespace) -> int:
     if args.plot:
         R.plot_results(cmp, name_a, name_b, args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def run_curves(args: argparse.Namespace) -> int:
+    from ..benchmark import curves as C
+
+    try:
+        if args.overwrite and not args.archive:
+            raise ValueError("--overwrite only applies with --archive DIR")
+        if not args.no_reference and not 0.0 <= args.reference <= 1.0:
+            raise ValueError(f"--reference is a Dice between 0 and 1, got {args.reference}")
+        for path in (args.json, args.plot):
+            if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+                raise ValueError(f"output folder of {path} does not exist")
+        runs = C.load_runs(args.folders)
+        copied = C.archive_runs(runs, args.archive, args.overwrite) if args.archive else []
+    except (ValueError, FileNotFoundError) as e:
+        return _fail(str(e))
+
+    print(C.format_curves_table(runs))
+    reference = None if args.no_reference else args.reference
+    if args.json:
+        out = {"runs": runs, "reference": None if reference is None else
+               {"dice": reference, "label": args.reference_label}, "method": C.METHOD}
+        with open(args.json, "w") as f:
+            json.dump(_jsonable(out), f, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        C.plot_curves(runs, args.plot, args.title, reference, args.reference_label)
+        print(f"wrote {args.plot}")
+    if args.archive:
+        print(f"archive {args.archive} (debug.json, training_log_*.txt, validation/summary.json of each run):")
+        for _, dst, status in copied:
+            print(f"  {status:<11} {os.path.relpath(dst, args.archive)}")
     return 0
