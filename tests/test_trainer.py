@@ -109,7 +109,7 @@ def test_variants_table_and_options(tiny):
 def test_trainer_hyperparameters_and_cpubench_pair(tiny, nnunet_paths):
     t = make_trainer(tiny)
     assert (t.num_epochs, t.num_iterations_per_epoch, t.enable_deep_supervision) == (300, 250, False)
-    assert (t.initial_lr, t.weight_decay, t.min_lr) == (1e-3, 1e-2, 1e-6)
+    assert (t.initial_lr, t.weight_decay, t.min_lr) == (3e-3, 1e-2, 1e-6)
     stock = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_CPUBench_4x50"])
     ours = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_CPUBench_4x50"])
     for attr in ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch",
@@ -159,7 +159,7 @@ def test_initialized_trainer_optimizer_loss_memory_format_and_one_step(tiny, nnu
     total = 2 * 10
     warm = max(1, round(0.03 * total))
     assert (t.lr_scheduler.total_iterations, t.lr_scheduler.warmup_iterations) == (total, warm)
-    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / warm)  # iteration 0
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 / warm)  # iteration 0
     # channels_last_3d on CPU, and the optimiser still holds the network's Parameter objects
     conv_w = [p for p in t.network.parameters() if p.ndim == 5]
     assert conv_w and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in conv_w)

@@ -1,0 +1,62 @@
+"""The trainers of the recipe study (issue 8), as run: ``nnUNetTrainer_LightMedSeg`` with one change each.
+
+Every value is spelled out (not inherited from the current defaults) so that the runs stay reproducible when the
+package's defaults move. Run one with (from the repository root, after ``eval "$(lightmedseg env)"``)::
+
+    export nnUNet_extTrainer="$nnUNet_extTrainer:$PWD/docs/runs/recipe_study" nnUNet_n_proc_DA=1 STUDY_THREADS=1
+    nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainer_LMSExp_lr3e3_5ep -device cpu
+
+The study ran three or four trainings at once on a 2-core CPU, one torch thread each (``STUDY_THREADS``; the
+thread count changes speed, not what is learned). Round 1 (peak LR) ran at commit bae9a94, round 2 (one
+candidate cause each, at round 1's best peak LR 3e-3) at commit c37577e.
+"""
+import os
+
+import torch
+
+from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
+
+
+class _Study(nnUNetTrainer_LightMedSeg):
+    def initialize(self):
+        super().initialize()
+        if self.device.type == "cpu":
+            torch.set_num_threads(int(os.environ.get("STUDY_THREADS", os.environ.get("EXP_THREADS", "1"))))
+            self.print_to_log_file(f"threads {torch.get_num_threads()}")
+
+
+# round 1: peak learning rate (everything else as the package had it at bae9a94)
+class nnUNetTrainer_LMSExp_base_5ep(_Study):
+    training_options = {"num_epochs": 5, "initial_lr": 1e-3}
+
+
+class nnUNetTrainer_LMSExp_lr3e3_5ep(_Study):
+    training_options = {"num_epochs": 5, "initial_lr": 3e-3}
+
+
+class nnUNetTrainer_LMSExp_lr1e2_5ep(_Study):
+    training_options = {"num_epochs": 5, "initial_lr": 1e-2}
+
+
+# round 2: one candidate cause each, peak LR 3e-3 (compare each with nnUNetTrainer_LMSExp_lr3e3_5ep)
+_R2 = {"num_epochs": 5, "initial_lr": 3e-3}
+
+
+class nnUNetTrainer_LMSExp2_texmedian_5ep(_Study):
+    training_options = _R2
+    network_options = {"texture_norm": "median"}
+
+
+class nnUNetTrainer_LMSExp2_deepsup_5ep(_Study):
+    training_options = _R2
+    network_options = {"deep_supervision": True}
+
+
+class nnUNetTrainer_LMSExp2_fullres_5ep(_Study):
+    training_options = _R2
+    network_options = {"full_resolution_decoder": True}
+
+
+class nnUNetTrainer_LMSExp2_clamp3_5ep(_Study):
+    training_options = _R2
+    loss_options = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
