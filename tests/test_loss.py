@@ -59,11 +59,19 @@ def test_inverse_frequency_class_weights():
     t[..., :1, :, :] = 1  # 10% class 1, 90% background, class 2 absent
     w = loss.terms(torch.zeros(1, 3, 10, 10, 10), t)["class_weights"]
     # N / (K n_c) with K = 2 present classes; absent class -> neutral 1
-    assert torch.allclose(w, torch.tensor([1 / (2 * 0.9), 1 / (2 * 0.1), 1.0]), atol=1e-5)
+    # class 1: 1 / (2 * 0.1) = 5, clamped to the default maximum 3
+    assert torch.allclose(w, torch.tensor([1 / (2 * 0.9), 3.0, 1.0]), atol=1e-5)
+    wide = BoundaryCompoundLoss(min_class_weight=0.1, max_class_weight=10.0)
+    w_wide = wide.terms(torch.zeros(1, 3, 10, 10, 10), t)["class_weights"]
+    assert torch.allclose(w_wide, torch.tensor([1 / (2 * 0.9), 1 / (2 * 0.1), 1.0]), atol=1e-5)
     t2 = torch.zeros(1, 1, 10, 10, 10, dtype=torch.long)
-    t2[..., 0, 0, 0] = 1  # 0.1% -> 1/(2 * 0.001) = 500, clamped to 10
+    t2[..., 0, 0, 0] = 1  # 0.1% -> 1/(2 * 0.001) = 500, clamped to 3
     w2 = loss.terms(torch.zeros(1, 2, 10, 10, 10), t2)["class_weights"]
-    assert w2[1].item() == pytest.approx(10.0) and w2[0].item() == pytest.approx(1000 / (2 * 999))
+    assert w2[1].item() == pytest.approx(3.0) and w2[0].item() == pytest.approx(1000 / (2 * 999))
+    t3 = torch.ones(1, 1, 10, 10, 10, dtype=torch.long)
+    t3[..., 0, 0, 0] = 0  # background 0.1% -> clamped to 3; class 1 (99.9%) gets 1000 / (2 * 999), above 1/3
+    w3 = loss.terms(torch.zeros(1, 2, 10, 10, 10), t3)["class_weights"]
+    assert w3[0].item() == pytest.approx(3.0) and w3[1].item() == pytest.approx(1000 / (2 * 999))
     balanced = torch.arange(2).repeat_interleave(500).view(1, 1, 10, 10, 10)
     assert torch.allclose(loss.terms(torch.zeros(1, 2, 10, 10, 10), balanced)["class_weights"], torch.ones(2))
 
