@@ -220,8 +220,10 @@ def resample_between(x: torch.Tensor, source: Sequence[int], target: Sequence[in
 
 def minimum_size_message(size: Sequence[int], minimum: Sequence[int], strides: Sequence[Sequence[int]],
                          what: str = "spatial axis") -> Optional[str]:
-    """The 'too small' message naming every axis below its minimum, or None when the size is large enough."""
-    bad = [(i, int(s), int(m)) for i, (s, m) in enumerate(zip(size, minimum)) if int(s) < int(m)]
+    """The 'too small' message naming every axis below its minimum, or None when the size is large enough.
+    (Sizes are compared as they are, not through ``int()``: under ``torch.export`` they are symbolic, and
+    ``int()`` would specialise the exported graph to the example's size.)"""
+    bad = [(i, int(s), int(m)) for i, (s, m) in enumerate(zip(size, minimum)) if s < m]
     if not bad:
         return None
     parts = []
