@@ -212,7 +212,38 @@ def test_anisotropic_network_follows_the_schedule_in_every_module():
     assert [s.up.stride for s in net.decoder[:3]] == [(2, 2, 2), (2, 2, 2), (1, 2, 2)]
     assert [s.up.kernel_size for s in net.decoder] == [(2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 1, 1)]
     assert [s.paths.depthwise.kernel_size for s in net.decoder] == [(3, 3, 3), (1, 3, 3), (1, 3, 3), (1, 3, 3)]
-    assert net.head_up.stride == (1, 2, 2) and net.head_up.kernel_size == (1, 2, 2)
+    head_up = net.head.seg_layers[1]
+    assert head_up.stride == (1, 2, 2) and head_up.kernel_size == (1, 2, 2)
+
+
+@pytest.mark.parametrize("options", [dict(full_resolution_decoder=True), dict(deep_supervision=True),
+                                     dict(full_resolution_decoder=True, deep_supervision=True)],
+                         ids=["full_res", "deep_sup", "both"])
+def test_output_options_follow_the_anisotropic_schedule(options):
+    """Reading B's full-resolution last stage undoes the stem's per-axis step (its kernel is level 0's), and the
+    deep-supervision outputs have per-axis scales (the trainer hands them to nnU-Net's target downsampling)."""
+    strides, kernels = SCHEDULES["z_late"]
+    kernels = ((1, 3, 3),) + kernels[1:]
+    torch.manual_seed(0)
+    net = LightMedSeg(1, 3, strides=strides, kernel_sizes=kernels, **SMALL, **options)
+    if net.config["full_resolution_decoder"]:
+        last = net.decoder[3]
+        assert last.up.stride == (1, 2, 2) and last.paths.depthwise.kernel_size == (1, 3, 3)
+        assert len(net.head.seg_layers) == 1
+    shape = (2, 1, 5, 19, 33)
+    ys = net(torch.randn(shape))
+    ys = ys if isinstance(ys, list) else [ys]
+    scales = net.deep_supervision_scales()
+    if net.config["deep_supervision"]:
+        # decoder stages 3 and 2 sit at levels 1 and 2: (1, 2, 2) and (1, 4, 4) below the input
+        assert scales == [[1.0, 1.0, 1.0], [1.0, 0.5, 0.5], [1.0, 0.25, 0.25]]
+    assert len(ys) == len(scales)
+    for y, scale in zip(ys, scales):
+        assert y.shape == (2, 3) + tuple(int(round(s * f)) for s, f in zip(shape[2:], scale))
+    sum(y.square().mean() + y[:, 1].mean() for y in ys).backward()
+    dead = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, dead
+    LightMedSeg(1, 3, **net.config).load_state_dict(net.state_dict(), strict=True)
 
 
 def test_anisotropic_intermediates_live_on_the_per_axis_grids():
