@@ -296,7 +296,7 @@ def test_channel_count_differs_from_checkpoint(region_run, label_run, tmp_path):
 
 
 def test_patch_too_small_for_the_network(label_run):
-    """Plans whose patch is below 16 voxels on an axis: the trainer stops with what to do instead."""
+    """Plans whose patch is below the divisor on an axis: the trainer names the axis, its minimum and what to do."""
     workdir = Path(label_run["workdir"])
     plans_file = workdir / "nnUNet_preprocessed" / label_run["dataset"] / "nnUNetPlans.json"
     plans = json.loads(plans_file.read_text())
@@ -308,7 +308,7 @@ def test_patch_too_small_for_the_network(label_run):
                 timeout=900, check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0
-    assert "LightMedSeg needs every patch axis >= 16 voxels" in out, out[-3000:]
+    assert "patch axis 0 (D) is 12 voxels but must be at least 16" in out, out[-3000:]
     assert "[12, 16, 16]" in out and "lightmedseg plans" in out
 
 
