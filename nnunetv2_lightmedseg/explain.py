@@ -292,8 +292,7 @@ def explain_patch(network: LightMedSeg, patch: np.ndarray, out_dir: Path, case: 
                   to_segmentation, label_names: Dict[int, str], source: str) -> Dict:
     """Run the network on one patch (C, d, h, w) and write all figures; returns a summary (also saved as JSON)."""
     res = run_network(network, patch)
-    d = network.divisor
-    grid = [s + (-s) % d for s in patch.shape[1:]]
+    grid = [s + (-s) % int(d) for s, d in zip(patch.shape[1:], network.divisor)]  # per-axis divisor
     image = np.zeros(grid, np.float32)
     image[tuple(slice(0, s) for s in patch.shape[1:])] = patch[0]
     logits = res["logits"]
@@ -313,8 +312,10 @@ def explain_patch(network: LightMedSeg, patch: np.ndarray, out_dir: Path, case: 
         files["lspm"] = r.lspm(upsample_to(res["texture"], grid)[0], upsample_to(res["gate"], grid)[0])
     frac = {}
     for k in range(1, 5):
-        ratio = grid[0] // res[f"blend_weights_stage{k}"].shape[1]
-        frac[k] = "full" if ratio == 1 else f"1/{ratio}"
+        # per-axis downsampling of the stage (anisotropic schedules: e.g. 1 x 1/4 x 1/4)
+        ratios = [g // s for g, s in zip(grid, res[f"blend_weights_stage{k}"].shape[1:])]
+        frac[k] = ("full" if max(ratios) == 1 else f"1/{ratios[0]}" if len(set(ratios)) == 1
+                   else " x ".join("1" if r == 1 else f"1/{r}" for r in ratios))
     routers = {k: upsample_to(res[f"router_weights_stage{k}"], grid) for k in (1, 2)
                if f"router_weights_stage{k}" in res}
     if routers:

@@ -14,8 +14,9 @@ configuration                      patch / batch                            use 
                                                                             paper's training setting
 ``3d_fullres_lightmedseg_planned`` nnU-Net's planned 3d_fullres patch,      images smaller than 128^3 (e.g.
                                    each axis rounded UP to a multiple of     hippocampus, ~35x50x35): a 128^3
-                                   16 (the network's divisor), nnU-Net's     crop would be mostly padding
-                                   planned batch size
+                                   the network's divisor on that axis (16    crop would be mostly padding
+                                   for isotropic plans), nnU-Net's planned
+                                   batch size
 =================================  ======================================  =====================================
 
 Why the existing plans file (``-p nnUNetPlans``, the default) and not a new plans identifier: users then only add
@@ -24,9 +25,17 @@ predict call. The stock configurations are left untouched; running ``lightmedseg
 its own two entries. (``nnUNetv2_plan_and_preprocess`` rewrites the plans file: run ``lightmedseg plans``
 again afterwards.)
 
-Rounding the planned patch up (rather than leaving it): LightMedSeg pads every input to a multiple of 16
-internally, so a planned 40x56x40 patch would be computed as 48x64x48 anyway, with zeros where real context
-could be; rounding the crop up gives the network that context at no extra cost.
+Rounding the planned patch up (rather than leaving it): LightMedSeg pads every input to a multiple of its
+divisor internally, so a planned 40x56x40 patch would be computed as 48x64x48 anyway, with zeros where real
+context could be; rounding the crop up gives the network that context at no extra cost. The divisor is per
+axis, from the resolution schedule the trainer derives from ``3d_fullres``'s strides
+(:mod:`nnunetv2_lightmedseg.network.schedule`): thick-slice plans (e.g. ACDC, patch 10x256x224, z pooled once)
+need no rounding at all and train with ``-c 3d_fullres`` as planned; the planned variant matters when nnU-Net
+planned fewer than four poolings (small images such as hippocampus), where the schedule adds a step.
+
+Thick-slice data and the 128^3 configuration: it inherits ``3d_fullres``'s (anisotropic) strides and kernels,
+so the network stays plans-aware, but 128 slices of 5-10 mm are far more than such images have; use
+``3d_fullres`` there.
 """
 from __future__ import annotations
 
@@ -34,14 +43,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 BASE_CONFIGURATION = "3d_fullres"
 PAPER_CONFIGURATION = "3d_fullres_lightmedseg"
 PLANNED_CONFIGURATION = "3d_fullres_lightmedseg_planned"
 PAPER_PATCH_SIZE = (128, 128, 128)
 PAPER_BATCH_SIZE = 8
-DIVISOR = 16  # LightMedSeg.divisor (stem x2, three poolings); kept here so this module does not import torch
+DIVISOR = 16  # the paper's (isotropic) LightMedSeg divisor: stem x2, three poolings
 VARIANTS = ("paper", "planned")
 
 
@@ -49,9 +58,20 @@ class PlansOverrideError(RuntimeError):
     """A problem with the dataset/plans that the user must fix (the message says how)."""
 
 
-def round_up(patch_size: Sequence[int], divisor: int = DIVISOR) -> List[int]:
-    """Each axis rounded up to a multiple of ``divisor``."""
-    return [int(math.ceil(int(p) / divisor) * divisor) for p in patch_size]
+def round_up(patch_size: Sequence[int], divisor: Union[int, Sequence[int]] = DIVISOR) -> List[int]:
+    """Each axis rounded up to a multiple of ``divisor`` (an int, or one per axis)."""
+    divisors = [int(divisor)] * len(patch_size) if isinstance(divisor, int) else [int(d) for d in divisor]
+    return [int(math.ceil(int(p) / d) * d) for p, d in zip(patch_size, divisors)]
+
+
+def schedule_divisor(configuration: Dict) -> List[int]:
+    """Per-axis divisor of the LightMedSeg that ``nnUNetTrainer_LightMedSeg`` builds for a (resolved)
+    configuration: the product of the strides the schedule takes from its architecture's strides."""
+    from nnunetv2_lightmedseg.network.schedule import divisor, schedule_from_plans
+
+    arch = configuration.get("architecture", {}).get("arch_kwargs", {})
+    strides, _ = schedule_from_plans(arch.get("strides"), arch.get("kernel_sizes"))
+    return list(divisor(strides))
 
 
 def paper_configuration(base: str = BASE_CONFIGURATION) -> Dict:
@@ -60,9 +80,11 @@ def paper_configuration(base: str = BASE_CONFIGURATION) -> Dict:
 
 
 def planned_configuration(planned_patch_size: Sequence[int], planned_batch_size: int,
-                          base: str = BASE_CONFIGURATION) -> Dict:
-    """nnU-Net's planned patch rounded up to a multiple of 16 per axis, nnU-Net's planned batch size."""
-    return {"inherits_from": base, "patch_size": round_up(planned_patch_size), "batch_size": int(planned_batch_size)}
+                          base: str = BASE_CONFIGURATION, divisor: Union[int, Sequence[int]] = DIVISOR) -> Dict:
+    """nnU-Net's planned patch rounded up to a multiple of the network's divisor per axis (16 for isotropic
+    plans), nnU-Net's planned batch size."""
+    return {"inherits_from": base, "patch_size": round_up(planned_patch_size, divisor),
+            "batch_size": int(planned_batch_size)}
 
 
 def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = VARIANTS,
@@ -84,7 +106,8 @@ def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = VARIANTS,
         if v == "paper":
             out[PAPER_CONFIGURATION] = paper_configuration(base)
         elif v == "planned":
-            out[PLANNED_CONFIGURATION] = planned_configuration(resolved["patch_size"], resolved["batch_size"], base)
+            out[PLANNED_CONFIGURATION] = planned_configuration(resolved["patch_size"], resolved["batch_size"], base,
+                                                               schedule_divisor(resolved))
         else:
             raise ValueError(f"unknown variant {v!r}; choose from {VARIANTS}")
     return out

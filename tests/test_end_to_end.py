@@ -6,6 +6,8 @@ subprocesses with LightMedSeg trainers, on CPU.
   exist and that the held-out Dice is a number in [0, 1] ABOVE what untrained weights reach: the same model
   folder predicted with freshly initialised LightMedSeg weights (nnU-Net's own predictor, same plans,
   preprocessing and resampling), and the best constant prediction (one class everywhere), whichever is higher.
+* A generated thick-slice (cine-MRI-like, 10 slices 8 mm apart) dataset trained with ``-c 3d_fullres`` as nnU-Net
+  plans it (a 10-slice patch, in-plane poolings first): LightMedSeg's per-axis schedule follows the plans.
 * ``nnUNetv2_train`` killed (SIGKILL, like a crash) in the middle of epoch 1 and resumed with ``--c``.
 * Clear errors: channel count different from the checkpoint's, a patch smaller than LightMedSeg's 16 voxels,
   ``nnUNet_extTrainer`` not set.
@@ -31,7 +33,7 @@ import pytest
 from helpers import BIN, HIPPOCAMPUS, HIPPOCAMPUS_MISSING, REPO, hippocampus_subset, run_console
 from nnunetv2_lightmedseg.cli.demo import nnunet_env, training_env
 from nnunetv2_lightmedseg.cli.env import ENV_VAR, trainers_folder
-from nnunetv2_lightmedseg.data import write_region_dataset
+from nnunetv2_lightmedseg.data import write_region_dataset, write_thick_slice_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -199,6 +201,38 @@ def test_real_hippocampus_cases(tmp_path):
     check_demo_result(result, dataset / "imagesTs", dataset / "labelsTs", ["Anterior", "Posterior"])
 
 
+# ------------------------------------------------------------------------ thick slices, plans as planned
+@pytest.fixture(scope="module")
+def thick_slice_run(tmp_path_factory) -> Tuple[dict, Path]:
+    """A generated cine-MRI-like dataset (10 slices 8 mm apart, 1.25 mm pixels), plain ``3d_fullres``."""
+    root = tmp_path_factory.mktemp("e2e_thick")
+    dataset = write_thick_slice_dataset(root / "raw", dataset_id=992, num_train=10, num_test=3)
+    return run_demo(root / "demo", "--dataset", str(dataset), "--trainer", "nnUNetTrainer_LightMedSeg_E2ESeeded"), dataset
+
+
+def test_thick_slice_dataset_trains_with_3d_fullres_as_planned(thick_slice_run):
+    """Issue 9: nnU-Net plans a 10-slice patch with in-plane poolings first; LightMedSeg trains on it without any
+    plans override (before the per-axis schedule, the patch's 10 slices were below the network's minimum of 16)
+    and follows the plans' strides and kernels, and the trained model beats the untrained level."""
+    import torch
+    from nnunetv2_lightmedseg.network.schedule import schedule_from_plans
+
+    result, dataset = thick_slice_run
+    model_dir = Path(result["model_folder"])
+    arch = json.loads((model_dir / "plans.json").read_text())["configurations"]["3d_fullres"]
+    patch, kw = arch["patch_size"], arch["architecture"]["arch_kwargs"]
+    assert patch[0] < 16 <= min(patch[1:]), patch
+    strides, kernels = schedule_from_plans(kw["strides"], kw["kernel_sizes"])
+    assert strides[0] == (1, 2, 2) and kernels[1] == (1, 3, 3), (kw["strides"], kw["kernel_sizes"])
+    weights = torch.load(model_dir / "fold_0" / "checkpoint_final.pth", map_location="cpu",
+                         weights_only=False)["network_weights"]
+    head_up, = [v for k, v in weights.items() if k.startswith("head") and k.endswith("weight") and v.dim() == 5
+                and tuple(v.shape[2:]) != (1, 1, 1)]  # the transposed conv (the other head conv is 1x1x1)
+    assert tuple(head_up.shape[2:]) == strides[0]  # the head undoes the in-plane stem step only
+    assert tuple(weights["stem.primary.weight"].shape[2:]) == kernels[1]
+    check_demo_result(result, dataset / "imagesTs", dataset / "labelsTs", ["RV", "MYO", "LV"])
+
+
 # ---------------------------------------------------------------------------------------- kill and resume
 def _train_env(workdir: Path) -> Dict[str, str]:
     env = training_env(nnunet_env(Path(workdir), base=clean_env()), n_proc_da=0)
@@ -262,7 +296,7 @@ def test_channel_count_differs_from_checkpoint(region_run, label_run, tmp_path):
 
 
 def test_patch_too_small_for_the_network(label_run):
-    """Plans whose patch is below 16 voxels on an axis: the trainer stops with what to do instead."""
+    """Plans whose patch is below the divisor on an axis: the trainer names the axis, its minimum and what to do."""
     workdir = Path(label_run["workdir"])
     plans_file = workdir / "nnUNet_preprocessed" / label_run["dataset"] / "nnUNetPlans.json"
     plans = json.loads(plans_file.read_text())
@@ -274,7 +308,7 @@ def test_patch_too_small_for_the_network(label_run):
                 timeout=900, check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0
-    assert "LightMedSeg needs every patch axis >= 16 voxels" in out, out[-3000:]
+    assert "patch axis 0 (D) is 12 voxels but must be at least 16" in out, out[-3000:]
     assert "[12, 16, 16]" in out and "lightmedseg plans" in out
 
 

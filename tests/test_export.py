@@ -84,7 +84,7 @@ def test_export_cli_from_trained_model(tmp_path, fmt, suffix, capsys):
     assert meta["labels"] == {"background": 0, "core": 1, "shell": 2}
     assert meta["output_activation"] == "softmax" and meta["has_regions"] is False
     assert meta["num_input_channels"] == 1 and meta["num_output_channels"] == 3
-    assert meta["network_divisor"] == 16 and meta["trainer_name"] == TRAINER
+    assert meta["network_divisor"] == [16, 16, 16] and meta["trainer_name"] == TRAINER
     assert meta["nnunet_version"] and meta["channels"][0]["name"] == "MRI0"
     checks = meta["parity"]["checks"]
     assert len(checks) == 2 and checks[0]["input_shape"][2:] == cfg["patch_size"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from nnunetv2_lightmedseg.cli import demo
-from nnunetv2_lightmedseg.data import label_case, region_case, write_label_dataset, write_region_dataset
+from nnunetv2_lightmedseg.data import (label_case, region_case, thick_slice_case, write_label_dataset,
+                                      write_region_dataset, write_thick_slice_dataset)
 
 
 def _read(path: Path) -> np.ndarray:
@@ -51,6 +52,22 @@ def test_region_case_nesting_and_channels():
         region_case(np.random.default_rng(0), num_channels=5)
 
 
+def test_thick_slice_case_changes_from_slice_to_slice_like_a_short_axis_stack():
+    img, seg = thick_slice_case(np.random.default_rng([0, 3]))
+    assert img.shape == (1, 10, 64, 56) and seg.shape == (10, 64, 56) and img.dtype == np.float32
+    assert set(np.unique(seg)) == {0, 1, 2, 3}
+    again, seg_again = thick_slice_case(np.random.default_rng([0, 3]))
+    assert np.array_equal(img, again) and np.array_equal(seg, seg_again)
+    lv = [(seg[z] == 3).sum() for z in range(10)]
+    rv = [(seg[z] == 1).sum() for z in range(10)]
+    # the LV cross-section grows and shrinks along the stack, and the RV is absent from some slices
+    assert max(lv) > 2 * min(lv[i] for i in range(10) if lv[i] > 0) and min(rv) == 0 < max(rv)
+    assert len({tuple(np.argwhere(seg[z] == 3).mean(0).round()) for z in range(10) if lv[z]}) > 1  # drifts
+    # bright blood, dark myocardium, mid-grey background
+    means = [img[0][seg == k].mean() for k in range(4)]
+    assert means[3] > means[1] > means[2] > means[0]
+
+
 def test_written_datasets_pass_nnunet_integrity_check(tmp_path):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
@@ -65,7 +82,11 @@ def test_written_datasets_pass_nnunet_integrity_check(tmp_path):
     assert dj["channel_names"] == {"0": "T1", "1": "T1ce", "2": "FLAIR"} and dj["file_ending"] == ".nii.gz"
     assert len(list((region / "imagesTr").glob("*.nii.gz"))) == 15
     assert sorted(p.name for p in (label / "labelsTs").iterdir()) == ["synth_005.nii.gz", "synth_006.nii.gz"]
-    for folder in (label, region):
+    thick = write_thick_slice_dataset(tmp_path, dataset_id=992, num_train=5, num_test=1)
+    assert json.loads((thick / "dataset.json").read_text())["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
+    import SimpleITK as sitk
+    assert sitk.ReadImage(str(thick / "imagesTr" / "cine_000_0000.nii.gz")).GetSpacing() == (1.25, 1.25, 8.0)
+    for folder in (label, region, thick):
         verify_dataset_integrity(str(folder), num_processes=1)  # nnU-Net's own check (raises on problems)
     # deterministic: the same seed writes the same case
     again = write_label_dataset(tmp_path / "again", dataset_id=990, num_train=5, num_test=0)

@@ -24,6 +24,7 @@ EXPECTED_TRAINERS = {
     "nnUNetTrainer_LightMedSeg_100epochs", "nnUNetTrainer_CPUBench_4x50", "nnUNetTrainer_LightMedSeg_CPUBench_4x50",
     "nnUNetTrainer_LightMedSeg_CPUBench_16x50", "nnUNetTrainer_LightMedSeg_CPUBench_32x50",
     "nnUNetTrainer_LightMedSeg_Demo", "nnUNetTrainer_LightMedSeg_Smoke",
+    "nnUNetTrainer_LightMedSeg_Isotropic", "nnUNetTrainer_LightMedSeg_IsoBench_4x50",
 }
 
 

@@ -18,7 +18,14 @@ Two kinds, matching the two target kinds nnU-Net (and LightMedSeg's loss) handle
     BraTS-like: 2-4 channels (T1, T1ce, T2, FLAIR), labels 1 edema, 2 necrotic/non-enhancing core,
     3 enhancing ring, trained as nnU-Net's nested regions ``whole tumor`` (1,2,3), ``tumor core`` (2,3),
     ``enhancing tumor`` (3) with ``regions_class_order`` (1, 2, 3), exactly the convention of nnU-Net's
-    ``Dataset137_BraTS21`` conversion script.
+    ``Dataset137_BraTS21`` conversion script;
+``write_thick_slice_dataset``
+    cine-MRI-like thick slices (ACDC): few slices far apart (default 10 slices of 64 x 56 pixels at
+    8 mm x 1.25 mm x 1.25 mm), labels ``RV`` 1, ``MYO`` 2, ``LV`` 3. The structures change from slice to slice
+    as a heart's short-axis stack does: the left ventricle is a tilted, truncated ellipsoid (its cross-section
+    shrinks towards the apex and drifts in-plane), the myocardium a wall around it, the right ventricle a
+    crescent beside it that ends above the apex. nnU-Net plans such data with in-plane poolings and
+    ``[1, 3, 3]`` kernels first, which is what LightMedSeg's plans-aware schedule is tested on.
 
 Training cases go to ``imagesTr``/``labelsTr``; held-out cases to ``imagesTs`` and, for evaluation,
 ``labelsTs`` (not part of nnU-Net's layout, which ignores it; ``lightmedseg demo`` evaluates against it).
@@ -207,6 +214,67 @@ def region_case(rng: np.random.Generator, shape: Shape = DEFAULT_SHAPE,
     return np.stack(channels).astype(np.float32), labels
 
 
+def thick_slice_case(rng: np.random.Generator, shape: Shape = (10, 64, 56),
+                     spacing_zyx: Sequence[float] = (8.0, 1.25, 1.25)) -> Tuple[np.ndarray, np.ndarray]:
+    """One cine-MRI-like short-axis stack: image (1, *shape) float32 and labels (*shape) uint8 in
+    {0: background, 1: RV, 2: MYO, 3: LV}. ``spacing_zyx`` in mm, numpy axis order (thick slices on z).
+
+    Geometry in millimetres (so it does not depend on the voxel grid): the LV blood pool is an ellipsoid whose
+    long axis runs along z and is tilted (its in-plane centre drifts by up to 0.25 mm per mm of z, i.e. up to
+    2 mm, about 1.6 pixels, from one 8 mm slice to the next); the myocardium is the shell between it and an ellipsoid 4-7 mm larger; the RV is an ellipsoid
+    beside the LV, shorter and shifted towards the base, minus the LV's epicardium (a crescent). Intensities
+    like bright-blood cine MRI: LV and RV blood bright (1.8 / 1.5) with slow flow texture, myocardium dark
+    (0.6) with speckle, background tissue (0.35) with coarse texture; partial volume at edges (~1.5 mm
+    in-plane), bias field and noise on top.
+    """
+    sz, sy, sx = (float(s) for s in spacing_zyx)
+    grid = _grid(shape)
+    zmm, ymm, xmm = grid[0] * sz, grid[1] * sy, grid[2] * sx
+    extent = np.array(shape, dtype=np.float32) * np.array([sz, sy, sx], dtype=np.float32)
+    # long axis: centre slice, half-length, tilt (in-plane drift per mm of z), in-plane centre
+    zc = extent[0] * rng.uniform(0.4, 0.6)
+    half_length = extent[0] * rng.uniform(0.35, 0.5)
+    tilt = rng.uniform(-0.25, 0.25, size=2)
+    r_lv = min(extent[1], extent[2]) * rng.uniform(0.12, 0.17)
+    wall = rng.uniform(4.0, 7.0)
+    r_rv = r_lv * rng.uniform(1.1, 1.4)
+    margin = r_lv + wall + 2 * r_rv + 2
+    cy = rng.uniform(margin * 0.6, extent[1] - margin * 0.6)
+    cx = rng.uniform(margin, extent[2] - margin) if extent[2] > 2 * margin else extent[2] / 2
+    side = rng.choice([-1.0, 1.0])  # RV left or right of the LV
+    dz = zmm - zc
+    py, px = ymm - (cy + tilt[0] * dz), xmm - (cx + tilt[1] * dz)  # in-plane offsets from the tilted axis
+    ecc = rng.uniform(0.85, 1.15)  # in-plane eccentricity
+
+    def ellipsoid(dy, dx, dzz, ry, rx, rz):  # ~signed distance in mm (exact for spheres)
+        rmin = min(ry, rx, rz)
+        return (np.sqrt((dy / ry) ** 2 + (dx / rx) ** 2 + (dzz / rz) ** 2) - 1.0) * rmin
+
+    lv = ellipsoid(py, px, dz, r_lv * ecc, r_lv / ecc, half_length)
+    epi = ellipsoid(py, px, dz, r_lv * ecc + wall, r_lv / ecc + wall, half_length + wall)
+    rv_off = side * (r_lv + wall + 0.45 * r_rv)
+    rv_dz = dz + half_length * 0.3  # shifted towards the base, shorter: absent near the apex
+    rv = ellipsoid(py - 0.2 * r_rv, px - rv_off, rv_dz, r_rv * 1.3, r_rv * 0.8, half_length * 0.75)
+    rv = np.maximum(rv, -epi)  # crescent: outside the epicardium
+    edge = 1.5  # mm, partial-volume width in-plane
+    o_lv, o_epi, o_rv = _soft(lv, edge / 2), _soft(epi, edge / 2), _soft(rv, edge / 2)
+    anisotropic_sigma = (0.3, 2.5, 2.5)  # voxels: textures are in-plane patterns, nearly independent per slice
+    background = 0.35 + 0.2 * _smooth_noise(rng, shape, anisotropic_sigma)
+    lv_blood = 1.8 + 0.15 * _smooth_noise(rng, shape, (0.3, 3.0, 3.0))
+    rv_blood = 1.5 + 0.15 * _smooth_noise(rng, shape, (0.3, 3.0, 3.0))
+    myo = 0.6 + 0.15 * _smooth_noise(rng, shape, (0.3, 0.7, 0.7))
+    myo_occ = np.clip(o_epi - o_lv, 0, 1)
+    rv_occ = np.clip(o_rv * (1 - o_epi), 0, 1)
+    bg_occ = np.clip(1 - o_epi - rv_occ, 0, 1)
+    image = bg_occ * background + rv_occ * rv_blood + myo_occ * myo + o_lv * lv_blood
+    image = image * _bias_field(rng, grid, shape, 0.2) + rng.normal(scale=0.15, size=shape)
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[rv < 0] = 1
+    labels[epi < 0] = 2
+    labels[lv < 0] = 3
+    return image[None].astype(np.float32), labels
+
+
 # ----------------------------------------------------------------------------------------------- writing
 def _write_case(folder: Path, case_id: str, image: np.ndarray, labels: Optional[np.ndarray],
                 spacing: Sequence[float], images_sub: str, labels_sub: str) -> None:
@@ -294,3 +362,23 @@ def write_region_dataset(raw_root: Path, dataset_id: int = 991, name: str = "Lig
         description="BraTS-like nested tumour regions (edema, necrotic core, enhancing ring) in %d modalities; "
                     "region-based." % num_channels,
         regions_class_order=(1, 2, 3))
+
+
+#: thick-slice defaults: 10 short-axis slices, 8 mm apart, 1.25 mm pixels (ACDC-like)
+THICK_SLICE_SHAPE: Shape = (10, 64, 56)  # z, y, x
+THICK_SLICE_SPACING: Tuple[float, float, float] = (1.25, 1.25, 8.0)  # mm, (x, y, z) as SimpleITK wants it
+
+
+def write_thick_slice_dataset(raw_root: Path, dataset_id: int = 992, name: str = "LightMedSegSyntheticCine",
+                              num_train: int = 20, num_test: int = 4, shape: Shape = THICK_SLICE_SHAPE,
+                              spacing: Sequence[float] = THICK_SLICE_SPACING, seed: int = 0,
+                              overwrite: bool = True) -> Path:
+    """Write a cine-MRI-like thick-slice dataset (one channel; background/RV/MYO/LV, like ACDC) to
+    ``raw_root/DatasetXXX_name``; ``spacing`` in SimpleITK's (x, y, z) order. Returns the dataset folder."""
+    folder_name = dataset_folder_name(dataset_id, name)
+    spacing_zyx = tuple(float(s) for s in reversed(tuple(spacing)))
+    return _write_dataset(
+        raw_root, folder_name, lambda rng: thick_slice_case(rng, tuple(shape), spacing_zyx), {0: "cineMRI"},
+        {"background": 0, "RV": 1, "MYO": 2, "LV": 3}, num_train, num_test, spacing, seed, overwrite,
+        prefix="cine", description="Cine-MRI-like short-axis stacks with thick slices: LV blood pool, myocardial "
+                                   "wall and RV crescent changing from slice to slice; label-based.")

@@ -30,7 +30,7 @@ import statistics
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -60,27 +60,29 @@ def require_onnx():
 
 
 class DynamicPadWrapper(nn.Module):
-    """Pad the input to a multiple of ``divisor`` at the far end, run ``network``, crop the output back.
+    """Pad the input to a multiple of ``divisor`` (an int, or one per axis D, H, W: the network's per-axis
+    divisor) at the far end, run ``network``, crop the output back.
 
     Identical in effect to LightMedSeg's own padding, but expressed with traced shape arithmetic so exported
     graphs stay size-agnostic (see the module docstring).
     """
 
-    def __init__(self, network: nn.Module, divisor: int) -> None:
+    def __init__(self, network: nn.Module, divisor: Union[int, Sequence[int]]) -> None:
         super().__init__()
         self.network = network
-        self.divisor = int(divisor)
+        self.divisor = (int(divisor),) * 3 if isinstance(divisor, int) else tuple(int(k) for k in divisor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d, h, w = x.shape[2], x.shape[3], x.shape[4]
-        k = self.divisor
-        x = F.pad(x, (0, (-w) % k, 0, (-h) % k, 0, (-d) % k))
+        kd, kh, kw = self.divisor
+        x = F.pad(x, (0, (-w) % kw, 0, (-h) % kh, 0, (-d) % kd))
         return self.network(x)[:, :, :d, :h, :w]
 
 
-def export_divisor(network: nn.Module) -> int:
+def export_divisor(network: nn.Module) -> Tuple[int, int, int]:
+    """The network's per-axis pad divisor ((1, 1, 1) for a network that is not LightMedSeg)."""
     lms = find_lightmedseg(network)
-    return int(lms.divisor) if lms is not None else 1
+    return tuple(int(k) for k in lms.divisor) if lms is not None else (1, 1, 1)
 
 
 def _register_contiguous_as_identity(opset: int) -> None:
@@ -136,14 +138,16 @@ class ExportedRunner:
             return self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
-def parity_sizes(patch_size: Sequence[int], minimum: int = 16) -> List[Tuple[int, ...]]:
-    """The export size (the patch) and a second size that differs on every axis and is not a multiple of 16
-    on any axis (so the dynamic padding is exercised), never below the network's minimum."""
+def parity_sizes(patch_size: Sequence[int], minimum: Union[int, Sequence[int]] = 16) -> List[Tuple[int, ...]]:
+    """The export size (the patch) and a second size that differs on every axis and is not a multiple of the
+    axis's divisor ``minimum`` (an int or one per axis; > 1) on any axis (so the dynamic padding is exercised),
+    never below the network's minimum."""
     patch = tuple(int(s) for s in patch_size)
+    minimum = (int(minimum),) * 3 if isinstance(minimum, int) else tuple(int(m) for m in minimum)
     other = []
-    for s, delta in zip(patch, (5, -3, 7)):
-        o = max(minimum + 1, s + delta)
-        if o % 16 == 0:
+    for s, delta, m in zip(patch, (5, -3, 7), minimum):
+        o = max(m + 1, s + delta)
+        if m > 1 and o % m == 0:
             o += 1
         other.append(o)
     return [patch, tuple(other)]
@@ -199,7 +203,7 @@ def inference_metadata(predictor, fmt: str, exporter: Optional[str], opset: Opti
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
         "input_layout": "(batch, channels, *patch axes in the transposed order below); any batch and any spatial "
-                        f"size >= {lms.divisor if lms is not None else 1} per axis",
+                        f"size >= {list(export_divisor(network))} voxels on the axes in that order",
         "dataset_name": pm.dataset_name,
         "plans_name": plans_name,
         "configuration": configuration,
@@ -228,8 +232,8 @@ def inference_metadata(predictor, fmt: str, exporter: Optional[str], opset: Opti
         "inference_allowed_mirroring_axes": (list(predictor.allowed_mirroring_axes)
                                              if predictor.allowed_mirroring_axes is not None else None),
         "file_ending": dj.get("file_ending"),
-        "network_divisor": int(lms.divisor) if lms is not None else 1,
-        "network_config": ({k: (list(v) if isinstance(v, tuple) else v) for k, v in lms.config.items()}
+        "network_divisor": list(export_divisor(network)),
+        "network_config": ({k: _plain(v) for k, v in lms.config.items()}
                            if lms is not None else None),
     }
 
@@ -277,7 +281,7 @@ def export_trained_model(predictor, output: Path, fmt: str = "onnx", opset: int 
         export_torchscript(network, example, output)
     runner = ExportedRunner(output, fmt)
     lms = find_lightmedseg(network)
-    parity = check_parity(network, runner, n_in, parity_sizes(patch, lms.divisor if lms is not None else 1))
+    parity = check_parity(network, runner, n_in, parity_sizes(patch, export_divisor(network)))
     meta = inference_metadata(predictor, fmt, "torch.onnx.export (legacy, dynamic_axes)" if fmt == "onnx"
                               else "torch.jit.trace",
                               opset if fmt == "onnx" else None, fold, checkpoint, plans_name, configuration)
@@ -289,6 +293,11 @@ def export_trained_model(predictor, output: Path, fmt: str = "onnx", opset: int 
         raise ExportError(f"parity check failed: max |exported - PyTorch| = {worst:.3g} > tolerance {tolerance:g} "
                           f"({parity}); the exported model is not faithful, do not deploy it")
     return meta
+
+
+def _plain(value):
+    """Tuples (also nested, e.g. the per-axis strides) as JSON lists."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def metadata_path(model_path: Path) -> Path:

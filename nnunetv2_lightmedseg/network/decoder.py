@@ -7,8 +7,12 @@ concat with the routed skip -> 1x1x1 fusion conv, GroupNorm, SiLU -> SE -> adapt
 The fusion's normalisation and activation are our reading of Eq. 16, whose operator was lost in
 extraction: without them the stage would be almost linear (only the ghost branch is non-linear).
 
-Shapes: ``x (B, C_in, D, H, W)``, ``skip (B, skip_channels, D', H', W')`` with ``D' = 2D`` when upsampling
-(else ``D' = D``), anchors ``(B, N, 3)`` or None -> ``(B, C_out, D', H', W')``.
+Per-axis schedule (:mod:`.schedule`): ``stride`` is the step this stage undoes (kernel = stride of the
+transposed conv, e.g. ``(1, 2, 2)`` on thick-slice data: an axis with stride 1 is not upsampled) and
+``kernel_size`` the kernel of the three-path block's depthwise and ghost branches at the stage's level.
+
+Shapes: ``x (B, C_in, D, H, W)``, ``skip (B, skip_channels, D', H', W')`` with ``D' = stride_D * D`` when
+upsampling (else ``D' = D``), anchors ``(B, N, 3)`` or None -> ``(B, C_out, D', H', W')``.
 """
 from __future__ import annotations
 
@@ -24,15 +28,17 @@ from .blocks.squeeze_excite import SqueezeExcite3D
 
 class DecoderStage(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, skip_channels: int, upsample: bool,
-                 num_anchors: Optional[int], dense: bool = False, se_reduction: int = 3) -> None:
+                 num_anchors: Optional[int], dense: bool = False, se_reduction: int = 3, stride=2,
+                 kernel_size=3) -> None:
         super().__init__()
-        self.up = (nn.ConvTranspose3d(in_channels, out_channels, 2, 2) if upsample
+        stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
+        self.up = (nn.ConvTranspose3d(in_channels, out_channels, stride, stride) if upsample
                    else nn.Conv3d(in_channels, out_channels, 1))
         self.pos = AnchorPositionBias(num_anchors, out_channels) if num_anchors else None
         self.fuse = nn.Sequential(nn.Conv3d(out_channels + skip_channels, out_channels, 1),
                                   nn.GroupNorm(4, out_channels), nn.SiLU(inplace=True))
         self.fuse_se = SqueezeExcite3D(out_channels, se_reduction)
-        self.paths = AdaptiveThreePath(out_channels, dense=dense)
+        self.paths = AdaptiveThreePath(out_channels, dense=dense, kernel_size=kernel_size)
         self.se = SqueezeExcite3D(out_channels, se_reduction)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, anchors: Optional[torch.Tensor],

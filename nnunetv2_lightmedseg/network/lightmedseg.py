@@ -27,7 +27,7 @@ neither convention, and a MAC reading of 14.64 would need twice the convolutions
 Parameters: 0.47M (paper: 0.48M).
 
 Reading B is available as an option, ``full_resolution_decoder=True``: the last decoder stage upsamples to
-the input grid with a stride-2 transposed conv, its skip is the stem output trilinearly upsampled (projected
+the input grid with a stride-2 transposed conv (the stem's per-axis stride, see below), its skip is the stem output trilinearly upsampled (projected
 1x1x1 on the stem's grid first, which commutes exactly), and the head is the 1x1x1 conv alone. It costs
 **10.38 GMACs = 20.75 GFLOPs** at 1x4x128^3 (1.38x reading A: the last stage's fusion, SE and three paths run
 on 8x as many voxels) and 470,535 parameters for ``LightMedSeg(4, 4)`` (the last stage's k2 transposed conv
@@ -43,8 +43,26 @@ The output layers live under ``head.seg_layers`` (and ``aux_heads.seg_layers``) 
 ``-pretrained_weights`` skips them when fine-tuning on another label set; checkpoints written before that
 rename (``head.*``, ``head_up.*``) are converted when loaded.
 
-Arbitrary input sizes: inputs are zero-padded to a multiple of 16 (stem x three pools) and the logits are
-cropped back, so the output always has the input's spatial size. Each axis must be at least 16 voxels.
+Per-axis schedule from nnU-Net's plans (``strides``, ``kernel_sizes``). The paper halves every axis at every
+step, which suits its isotropic 128^3 crops but not thick-slice data (cine-MRI, prostate, many CT series:
+5-10 mm between slices, 1-1.5 mm in-plane), where nnU-Net plans in-plane poolings and ``[1, 3, 3]`` kernels
+until the spacing is about isotropic. ``strides`` gives each of the four steps (stem, three poolings) one
+stride per axis, ``kernel_sizes`` the kernel of every 3x3x3 convolution per resolution level, and every part
+that resamples follows them (anchor-detector convs, texture-map pooling, max-poolings, skip router,
+decoder and head transposed convs, the full-resolution decoder stage and the deep-supervision scales);
+coordinates (anchors, position bias) are normalised per axis. ``nnUNetTrainer_LightMedSeg`` derives both
+from the configuration's plans. **The rule**: the four steps are nnU-Net's first four non-trivial stage
+strides, in order (an axis nnU-Net does not pool there gets stride 1); fewer than four planned steps are
+completed by repeating the last one (isotropic plans: ``[2, 2, 2]``); each level takes the kernel of the
+nnU-Net stage at its resolution. ACDC-like plans ``[[1,1,1],[1,2,2],[1,2,2],[2,2,2],[1,2,2],[1,2,2]]`` give
+strides ``[1,2,2],[1,2,2],[2,2,2],[1,2,2]`` (divisor 2 x 16 x 16, so a 10-slice patch is used as is) and
+in-plane kernels on the input and stem grids. Isotropic plans (hippocampus, BraTS, the 128^3 override) give
+exactly the paper's network: same parameters, FLOPs, state-dict keys and shapes, and bit-identical outputs.
+The rule, its reasons and the resampling helpers are in :mod:`.schedule`.
+
+Arbitrary input sizes: inputs are zero-padded to a multiple of the divisor on every axis (per axis, the
+product of that axis's four strides: 16 for the paper's schedule) and the logits are cropped back, so the
+output always has the input's spatial size. Each axis must be at least its divisor.
 
 On CPU the network runs in ``torch.channels_last_3d`` memory format (PyTorch's oneDNN 3D convolutions are
 ~2x faster in it); the input is converted on entry, the output is returned in the default format.
@@ -53,7 +71,7 @@ Shapes: ``(B, input_channels, D, H, W) -> (B, num_classes, D, H, W)``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -63,9 +81,11 @@ from .blocks.anchor_detector import GlobalAnchorDetector
 from .blocks.ghost_conv import GhostConv3D
 from .blocks.lspm import TEXTURE_NORMS, LocalStructuralPrior
 from .blocks.seg_head import DeepSupervisionHeads, SegmentationHead, rename_legacy_head_keys
-from .blocks.skip_router import MultiScaleSkipRouter, resample_pow2
+from .blocks.skip_router import MultiScaleSkipRouter
 from .decoder import DecoderStage
 from .encoder import EncoderStage
+from .schedule import (check_kernel_sizes, check_strides, cumulative_factors, divisor as schedule_divisor,
+                       downsample_avg, minimum_size_message)
 
 CONV_TYPES = ("ghost", "standard")
 
@@ -95,6 +115,14 @@ class LightMedSeg(nn.Module):
             head without upsampling); False = reading A (see the module docstring).
         deep_supervision: add auxiliary 1x1x1 heads on decoder stages 2 and 3 and return
             ``[logits, logits/2, logits/4]`` while the ``deep_supervision`` attribute is True (not in the paper).
+        strides: the four downsampling steps (stem, then the three max-poolings), one stride per axis
+            ``(D, H, W)`` each, e.g. ``[[1, 2, 2], [1, 2, 2], [2, 2, 2], [1, 2, 2]]`` for thick slices. None
+            (default) = the paper's ``[2, 2, 2]`` x 4. Stored in ``config`` as int triples.
+        kernel_sizes: kernel of the 3x3x3 convolutions on each resolution level 0-4 (input grid, stem grid,
+            then after each pooling), one odd size per axis, e.g. ``[1, 3, 3]`` where nnU-Net's plans keep
+            convolutions in-plane. None (default) = 3x3x3 everywhere. Level 0 is used only by the
+            full-resolution decoder stage (``full_resolution_decoder=True``); the list mirrors nnU-Net's
+            one-kernel-per-stage plans.
 
     Budget. The paper's SE ratio and gating-head width were lost in extraction. We fix them with the
     three figures the paper does give: ``se_reduction=3`` and ``lspm_hidden=24`` put the default at 469.8K
@@ -104,7 +132,8 @@ class LightMedSeg(nn.Module):
     meet all three. (With the common ratio 4 and a 32-wide head: 466.7K / 684.3K / 16.10 GFLOPs.)
     """
 
-    divisor: int = 16  # stem (x2) and three max-pools (x8)
+    #: per-axis pad/crop divisor of the paper's schedule (stem x2, three max-pools x8); instances hold their own
+    divisor: Tuple[int, int, int] = (16, 16, 16)
 
     def __init__(
         self,
@@ -123,6 +152,8 @@ class LightMedSeg(nn.Module):
         texture_norm: str = "max",
         full_resolution_decoder: bool = False,
         deep_supervision: bool = False,
+        strides: Optional[Sequence[Sequence[int]]] = None,
+        kernel_sizes: Optional[Sequence[Sequence[int]]] = None,
     ) -> None:
         super().__init__()
         for name, value in (("input_channels", input_channels), ("num_classes", num_classes),
@@ -146,7 +177,11 @@ class LightMedSeg(nn.Module):
                 raise TypeError(f"LightMedSeg: {name} must be True or False, got {value!r}")
         if stem_channels % 8:
             raise ValueError(f"LightMedSeg: stem_channels must be a multiple of 8, got {stem_channels}")
+        strides = check_strides(strides)
+        kernel_sizes = check_kernel_sizes(kernel_sizes)
         dense = conv_type == "standard"
+        self.strides, self.kernel_sizes = strides, kernel_sizes
+        self.divisor = schedule_divisor(strides)
         self.input_channels = input_channels
         self.num_classes = num_classes
         self.config = dict(conv_type=conv_type, num_anchors=num_anchors, use_lspm=use_lspm,
@@ -154,38 +189,47 @@ class LightMedSeg(nn.Module):
                            encoder_widths=encoder_widths, stem_channels=stem_channels,
                            router_channels=router_channels, se_reduction=se_reduction, lspm_hidden=lspm_hidden,
                            texture_norm=texture_norm, full_resolution_decoder=full_resolution_decoder,
-                           deep_supervision=deep_supervision)
+                           deep_supervision=deep_supervision, strides=strides, kernel_sizes=kernel_sizes)
         decoder_widths = (encoder_widths[2], encoder_widths[1], encoder_widths[0], stem_channels)
         n_anch = num_anchors if use_anchors else None
 
         # §3.1 stem: stride-2 GhostConv3D, GroupNorm(4), no activation (the paper names none)
-        self.stem = GhostConv3D(input_channels, stem_channels, 3, 2, activation=False, dense=dense)
-        # §3.2 anchors from the raw input
-        self.anchor_detector = GlobalAnchorDetector(input_channels, num_anchors) if use_anchors else None
+        # (per-axis strides / kernels: step i leads into level i + 1, kernel_sizes[L] is level L's; see .schedule)
+        self.stem = GhostConv3D(input_channels, stem_channels, kernel_sizes[1], strides[0], activation=False,
+                                dense=dense)
+        # §3.2 anchors from the raw input (its three strided layers follow the first three steps)
+        self.anchor_detector = (GlobalAnchorDetector(input_channels, num_anchors, strides=strides[:3],
+                                                     kernel_sizes=kernel_sizes[1:4]) if use_anchors else None)
         # §3.3 LSPM: texture map + adapted features (2x the stem width, the encoder's stage-1 input)
         self.lspm = LocalStructuralPrior(stem_channels, 2 * stem_channels, hidden=lspm_hidden,
-                                         texture_norm=texture_norm) if use_lspm else None
+                                         texture_norm=texture_norm, kernel_size=kernel_sizes[1]) if use_lspm else None
         enc_in = 2 * stem_channels if use_lspm else stem_channels
-        # §3.4 encoder
+        # §3.4 encoder: stage i at level i + 1
         self.encoder = nn.ModuleList()
-        for w in encoder_widths:
-            self.encoder.append(EncoderStage(enc_in, w, n_anch, dense, se_reduction))
+        for i, w in enumerate(encoder_widths):
+            self.encoder.append(EncoderStage(enc_in, w, n_anch, dense, se_reduction, kernel_size=kernel_sizes[i + 1]))
             enc_in = w
         # §3.5 skip router
         self.skip_router = MultiScaleSkipRouter(encoder_widths, stem_channels, decoder_widths, router_channels,
                                                 routed=use_skip_router,
-                                                last_stage_upsampled=full_resolution_decoder)
+                                                last_stage_upsampled=full_resolution_decoder, strides=strides)
         # §3.6 decoder, seeded by a 1x1x1 bottleneck projection of E4
         self.bottleneck = nn.Conv3d(encoder_widths[3], encoder_widths[3], 1)
         self.decoder = nn.ModuleList()
         c_in = encoder_widths[3]
         for k, w in enumerate(decoder_widths):
+            # stage k undoes step 3 - k and works at level 3 - k; the last stage stays at level 1 (reading A) or
+            # undoes the stem's step to the input grid, level 0 (reading B)
+            level = self._decoder_level(k, full_resolution_decoder)
             self.decoder.append(DecoderStage(c_in, w, w, upsample=k < 3 or full_resolution_decoder,
                                              num_anchors=n_anch, dense=dense,
-                                             se_reduction=se_reduction))
+                                             se_reduction=se_reduction, stride=strides[level],
+                                             kernel_size=kernel_sizes[level]))
             c_in = w
-        # head: 1x1x1 to the classes, then (reading A) the stride-2 transposed conv back to the input grid
-        self.head = SegmentationHead(stem_channels, num_classes, upsample=not full_resolution_decoder)
+        # head: 1x1x1 to the classes, then (reading A) the transposed conv (kernel = stride = the stem's) back
+        # to the input grid
+        self.head = SegmentationHead(stem_channels, num_classes, upsample=not full_resolution_decoder,
+                                     stride=strides[0])
         #: decoder stages (0-based) supervised by the auxiliary heads, finest first
         self.aux_stages = (2, 1) if deep_supervision else ()
         self.aux_heads = (DeepSupervisionHeads([decoder_widths[k] for k in self.aux_stages], num_classes)
@@ -195,16 +239,24 @@ class LightMedSeg(nn.Module):
         self.register_load_state_dict_pre_hook(_convert_legacy_state_dict)
 
     # ------------------------------------------------------------------ helpers
-    def minimum_input_size(self) -> int:
+    @staticmethod
+    def _decoder_level(k: int, full_resolution_decoder: bool) -> int:
+        """Resolution level (0 = input grid) of decoder stage ``k`` (0-based from the bottleneck)."""
+        return 3 - k if k < 3 else (0 if full_resolution_decoder else 1)
+
+    def minimum_input_size(self) -> Tuple[int, int, int]:
+        """Smallest accepted spatial size per axis (the per-axis divisor)."""
         return self.divisor
 
     def deep_supervision_scales(self) -> List[List[float]]:
         """Per-axis scale of each output relative to the input (nnU-Net's ``deep_supervision_scales``):
-        ``[[1, 1, 1]]`` plus one entry per auxiliary head, finest first."""
+        ``[[1, 1, 1]]`` plus one entry per auxiliary head, finest first (paper's schedule: 1/2, 1/4; per axis
+        the inverse of the product of the strides down to the stage's level in general)."""
         scales = [[1.0, 1.0, 1.0]]
+        factors = cumulative_factors(self.strides)
         for k in self.aux_stages:
-            f = 2.0 ** (3 - k)  # decoder stage k works at 1/2^(3-k) of the input (stages 2, 1: 1/2, 1/4)
-            scales.append([1.0 / f] * 3)
+            level = self._decoder_level(k, self.config["full_resolution_decoder"])
+            scales.append([1.0 / f for f in factors[level]])
         return scales
 
     def parameter_breakdown(self) -> Dict[str, int]:
@@ -231,11 +283,10 @@ class LightMedSeg(nn.Module):
             raise ValueError(f"LightMedSeg was built for {self.input_channels} input channel(s) but got "
                              f"{x.shape[1]}: the image modalities must match the network (check the dataset's "
                              f"channel_names / the checkpoint's plans)")
-        small = [int(s) for s in x.shape[2:] if s < self.divisor]
+        small = minimum_size_message(x.shape[2:], self.divisor, self.strides)
         if small:
-            raise ValueError(f"LightMedSeg needs every spatial axis to be at least {self.divisor} voxels "
-                             f"(stem stride 2 and three 2x poolings), got spatial size {tuple(x.shape[2:])}; "
-                             f"use a larger patch size")
+            raise ValueError(f"LightMedSeg input too small: {small} (stem and three poolings), got spatial size "
+                             f"{tuple(x.shape[2:])}; use a larger patch size")
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
@@ -253,7 +304,7 @@ class LightMedSeg(nn.Module):
                  info: Optional[Dict[str, torch.Tensor]]) -> Union[torch.Tensor, List[torch.Tensor]]:
         self._check_input(x)
         size = x.shape[2:]
-        pad = [(-s) % self.divisor for s in size]
+        pad = [(-s) % d for s, d in zip(size, self.divisor)]
         if any(pad):
             # F.pad takes the last axis first; pad only at the far end so cropping is a plain slice
             x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]))
@@ -278,13 +329,14 @@ class LightMedSeg(nn.Module):
         ts = t if t is not None else 0.5
         for i, stage in enumerate(self.encoder):
             if i > 0 and t is not None:
-                # each stage's texture map is the previous one average-pooled by 2 (= pooling the stem-grid
-                # map by 2^i, which the paper's trilinear resampling equals for factor 2), one small op per stage
-                ts = resample_pow2(ts, -1)
+                # each stage's texture map is the previous one average-pooled by that pooling's per-axis stride
+                # (= pooling the stem-grid map by the cumulative factor, which the paper's trilinear resampling
+                # equals for factor 2; an axis with stride 1 is untouched), one small op per stage
+                ts = downsample_avg(ts, self.strides[i])
             h = stage(h, ts, anchors)
             feats.append(h)
             if i < 3:
-                h = F.max_pool3d(h, 2)
+                h = F.max_pool3d(h, self.strides[i + 1])
 
         d = self.bottleneck(h)
         aux_feats: Dict[int, torch.Tensor] = {}

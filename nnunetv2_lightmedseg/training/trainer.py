@@ -6,7 +6,8 @@ splits, sliding-window validation/prediction, checkpointing and CUDA mixed preci
 =====================================  ====================================================================
 nnU-Net hook                           LightMedSeg (paper section)
 =====================================  ====================================================================
-``build_network_architecture``         ``LightMedSeg(in, out, **network_options)`` (§3); one output
+``build_network_architecture``         ``LightMedSeg(in, out, strides, kernel_sizes, **network_options)`` (§3),
+                                       per-axis schedule from the plans' strides/kernels; one output
 ``enable_deep_supervision``            False: the paper's network has one output (§3.6), no auxiliary heads;
                                        True only for networks built with ``deep_supervision=True`` (variant)
 ``set_deep_supervision_enabled``       switches the network's auxiliary outputs (no-op without them)
@@ -72,6 +73,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
 from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
+from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
 
 
@@ -118,20 +120,43 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         ``enable_deep_supervision`` switches the auxiliary outputs of a network built with
         ``deep_supervision=True`` (the heads exist either way, so the predictor, which passes False, builds
         exactly the trained network and loads its checkpoint strictly); the paper's network has none.
-        Other plans entries (the plain U-Net's widths, kernels, pooling) do not apply to LightMedSeg.
+
+        Resolution schedule: the per-axis ``strides`` of LightMedSeg's four downsampling steps and its
+        ``kernel_sizes`` per level come from the plans' U-Net (``network_arch_init_kwargs['strides']`` and
+        ``['kernel_sizes']``, nnU-Net's ``pool_op_kernel_sizes`` / ``conv_kernel_sizes``) by the rule of
+        :func:`~nnunetv2_lightmedseg.network.schedule.schedule_from_plans`: the first four non-trivial stage
+        strides, completed by repeating the last; each level's kernel from the nnU-Net stage at its resolution.
+        Thick-slice plans thus give in-plane steps and ``1x3x3`` kernels, isotropic plans the paper's network.
+        A variant's ``network_options`` may set ``strides``/``kernel_sizes`` itself (they then win). Plans
+        without these entries (a custom architecture) give the paper's isotropic schedule. The plain U-Net's
+        other entries (widths, convolutions per stage) do not apply to LightMedSeg.
         """
         patch = [int(p) for p in configuration_manager.patch_size]
         if len(patch) != 3:
             raise ValueError(f"LightMedSeg is a 3D network but this configuration has a {len(patch)}D patch "
                              f"{patch}. Train a 3D configuration, e.g. 3d_fullres.")
-        if min(patch) < LightMedSeg.divisor:
-            raise ValueError(f"LightMedSeg needs every patch axis >= {LightMedSeg.divisor} voxels (stem x2 and three "
-                             f"poolings), but the plans' patch size is {patch}. Use `lightmedseg plans -d ID "
-                             f"--variant planned` (patch rounded up to a multiple of {LightMedSeg.divisor}) and train "
-                             f"with -c 3d_fullres_lightmedseg_planned.")
-        network = LightMedSeg(num_input_channels, num_output_channels, **cls.network_options)
+        options = dict(cls.network_options)
+        strides, kernel_sizes = cls.schedule_from_configuration(configuration_manager)
+        options.setdefault("strides", strides)
+        options.setdefault("kernel_sizes", kernel_sizes)
+        network = LightMedSeg(num_input_channels, num_output_channels, **options)
+        small = minimum_size_message(patch, network.divisor, network.strides, what="patch axis")
+        if small:
+            minimum = list(network.divisor)
+            raise ValueError(f"LightMedSeg's resolution schedule ({describe(network.strides, network.kernel_sizes)}) "
+                             f"needs a patch of at least {minimum} voxels, but the plans' patch size is {patch}: "
+                             f"{small}. Use `lightmedseg plans -d ID --variant planned` (patch rounded up to a "
+                             f"multiple of {minimum} per axis) and train with -c 3d_fullres_lightmedseg_planned.")
         network.deep_supervision = bool(enable_deep_supervision) and network.aux_heads is not None
         return network
+
+    @staticmethod
+    def schedule_from_configuration(configuration_manager: ConfigurationManager):
+        """``(strides, kernel_sizes)`` of LightMedSeg for a configuration of the plans (see
+        :mod:`nnunetv2_lightmedseg.network.schedule` for the rule); the paper's schedule when the plans'
+        architecture has no ``strides`` entry."""
+        arch = configuration_manager.network_arch_init_kwargs or {}
+        return schedule_from_plans(arch.get("strides"), arch.get("kernel_sizes"))
 
     def _plain_network(self) -> LightMedSeg:
         mod = self.network.module if self.is_ddp else self.network
@@ -155,9 +180,11 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             # Parameter objects (only .data changes), so the optimiser built in super().initialize() still
             # holds them, and state_dict()/load_state_dict() are memory-format agnostic.
             self.network.to(memory_format=torch.channels_last_3d)
+        net = self._plain_network()
         self.print_to_log_file(
             f"LightMedSeg: {sum(p.numel() for p in self.network.parameters()):,} parameters, options "
-            f"{self.network_options or 'paper defaults'}; AdamW lr {self.initial_lr}, weight decay "
+            f"{self.network_options or 'paper defaults'}, resolution schedule from the plans: "
+            f"{describe(net.strides, net.kernel_sizes)}; AdamW lr {self.initial_lr}, weight decay "
             f"{self.weight_decay}, warm-up {self.lr_scheduler.warmup_iterations} of "
             f"{self.lr_scheduler.total_iterations} iterations, cosine to {self.min_lr}")
 

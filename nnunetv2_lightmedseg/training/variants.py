@@ -15,6 +15,7 @@ Trainer                                          network      epochs     iters  
 ``nnUNetTrainer_LightMedSeg_32anchors``          N = 32       300        250    anchor-count ablation
 ``nnUNetTrainer_LightMedSeg_FullResDecoder``     reading B    300        250    last decoder stage at full res
 ``nnUNetTrainer_LightMedSeg_DeepSupervision``    + aux heads  300        250    deep supervision (not in paper)
+``nnUNetTrainer_LightMedSeg_Isotropic``          isotropic    300        250    paper's schedule on any plans
 ``nnUNetTrainer_LightMedSeg_1epoch``             paper        1          250    mirrors ``nnUNetTrainer_1epoch``
 ``nnUNetTrainer_LightMedSeg_5epochs``            paper        5          250    mirrors ``nnUNetTrainer_5epochs``
 ``nnUNetTrainer_LightMedSeg_10epochs``           paper        10         250    mirrors ``nnUNetTrainer_10epochs``
@@ -25,6 +26,7 @@ Trainer                                          network      epochs     iters  
 ``nnUNetTrainer_LightMedSeg_CPUBench_4x50``      paper        4          50     equal-iteration pair of the above
 ``nnUNetTrainer_LightMedSeg_CPUBench_16x50``     paper        16         50     equal wall clock (LightMedSeg is
 ``nnUNetTrainer_LightMedSeg_CPUBench_32x50``     paper        32         50     cheaper per iteration on CPU)
+``nnUNetTrainer_LightMedSeg_IsoBench_4x50``      isotropic    4          50     thick-slice comparison baseline
 ``nnUNetTrainer_LightMedSeg_Demo``               paper        8          20     demo, peak LR 1e-2, 5 val its
 ``nnUNetTrainer_LightMedSeg_Smoke``              paper        2          10     tests, 2 val iters
 ===============================================  ===========  =========  =====  ===================================
@@ -39,6 +41,7 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunetv2_lightmedseg.network.schedule import DEFAULT_KERNEL_SIZES, DEFAULT_STRIDES
 from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
 # ---------------------------------------------------------------------------------------------- ablations
@@ -81,6 +84,17 @@ class nnUNetTrainer_LightMedSeg_DeepSupervision(nnUNetTrainer_LightMedSeg):
     (weights 4/7, 2/7, 1/7 for the outputs at 1, 1/2, 1/4 of the patch); validation and prediction use the
     full-resolution output only. The paper has no deep supervision."""
     network_options = {"deep_supervision": True}
+
+
+#: the paper's resolution schedule, ignoring the plans' strides and kernels (see network/schedule.py)
+ISOTROPIC = {"strides": [list(s) for s in DEFAULT_STRIDES], "kernel_sizes": [list(k) for k in DEFAULT_KERNEL_SIZES]}
+
+
+class nnUNetTrainer_LightMedSeg_Isotropic(nnUNetTrainer_LightMedSeg):
+    """The paper's isotropic ``[2, 2, 2]`` x 4 schedule and 3x3x3 kernels on any plans (needs a patch of at least
+    16 voxels per axis): the baseline of the thick-slice comparison (``scripts/thick_slice_benchmark.sh``), and
+    the network this package built for every plans before the schedule followed them (issue 9)."""
+    network_options = dict(ISOTROPIC)
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)
@@ -132,6 +146,10 @@ class nnUNetTrainer_LightMedSeg_CPUBench_16x50(nnUNetTrainer_LightMedSeg):
 
 class nnUNetTrainer_LightMedSeg_CPUBench_32x50(nnUNetTrainer_LightMedSeg):
     training_options = dict(CPU_BENCH_4x50, num_epochs=32)
+
+
+class nnUNetTrainer_LightMedSeg_IsoBench_4x50(nnUNetTrainer_LightMedSeg_Isotropic):
+    training_options = dict(CPU_BENCH_4x50)
 
 
 # ------------------------------------------------------------------------------------ demo and tests

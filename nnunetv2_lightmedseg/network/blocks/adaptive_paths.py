@@ -5,6 +5,9 @@ boundaries), a GhostConv3D 3x3x3 (multi-scale context at half the cost of a dens
 1x1x1 conv (channel mixing for smooth interiors). A shared 1x1x1 conv predicts per-voxel logits over the
 three, softmax-normalised, and the output is their weighted sum.
 
+``kernel_size`` (int or per axis, default 3) is the kernel of the depthwise and ghost branches: the stage's
+kernel of the resolution schedule, ``(1, 3, 3)`` where nnU-Net's plans keep convolutions in-plane.
+
 Shapes: ``(B, C, D, H, W) -> (B, C, D, H, W)``; with ``return_weights=True`` also ``(B, 3, D, H, W)``.
 """
 from __future__ import annotations
@@ -16,11 +19,13 @@ from .ghost_conv import GhostConv3D
 
 
 class AdaptiveThreePath(nn.Module):
-    def __init__(self, channels: int, dense: bool = False, norm_groups: int = 4) -> None:
+    def __init__(self, channels: int, dense: bool = False, norm_groups: int = 4, kernel_size=3) -> None:
         super().__init__()
         assert channels > 0, f"channels must be positive, got {channels}"
-        self.depthwise = nn.Conv3d(channels, channels, 3, 1, 1, groups=channels)
-        self.ghost = GhostConv3D(channels, channels, 3, 1, norm_groups, activation=True, dense=dense)
+        k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
+        pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
+        self.depthwise = nn.Conv3d(channels, channels, k, 1, pad, groups=channels)
+        self.ghost = GhostConv3D(channels, channels, k, 1, norm_groups, activation=True, dense=dense)
         self.pointwise = nn.Conv3d(channels, channels, 1)
         self.blend = nn.Conv3d(channels, 3, 1)
 

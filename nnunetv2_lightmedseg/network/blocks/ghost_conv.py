@@ -6,12 +6,16 @@ A ghost convolution produces half of its output channels with an ordinary (possi
 costs about half the parameters and MACs of a dense convolution with the same output width.
 
 Shapes: ``(B, in_channels, D, H, W) -> (B, out_channels, D', H', W')`` with ``D' = ceil(D / stride)``
-(``padding = kernel_size // 2``).
+(``padding = kernel_size // 2``). ``kernel_size`` and ``stride`` are an int or one value per axis (D, H, W):
+LightMedSeg uses in-plane ``(1, 3, 3)`` kernels and ``(1, 2, 2)`` strides where nnU-Net's plans do (see
+:mod:`nnunetv2_lightmedseg.network.schedule`); the depthwise ghost conv uses the same kernel, stride 1.
 
 ``dense=True`` swaps the block for a plain ``Conv3d -> GroupNorm [-> SiLU]`` with the same interface:
 that is the paper's "Standard Conv" / "w/o GhostConv3D" variant (0.66M parameters).
 """
 from __future__ import annotations
+
+from typing import Sequence, Union
 
 import torch
 from torch import nn
@@ -22,8 +26,8 @@ class GhostConv3D(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
+        kernel_size: Union[int, Sequence[int]] = 3,
+        stride: Union[int, Sequence[int]] = 1,
         norm_groups: int = 4,
         activation: bool = True,
         dense: bool = False,
@@ -34,8 +38,13 @@ class GhostConv3D(nn.Module):
         assert out_channels % 2 == 0, f"GhostConv3D splits its output in two halves; out_channels={out_channels} is odd"
         assert out_channels % norm_groups == 0, (
             f"out_channels={out_channels} must be divisible by norm_groups={norm_groups} for GroupNorm")
-        assert kernel_size % 2 == 1, f"odd kernel sizes keep the grid aligned; got {kernel_size}"
-        pad = kernel_size // 2
+        ks = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(int(k) for k in kernel_size)
+        assert len(ks) == 3 and all(k % 2 == 1 for k in ks), f"odd kernel sizes keep the grid aligned; got {kernel_size}"
+        if not isinstance(kernel_size, int):
+            kernel_size = ks
+        pad = kernel_size // 2 if isinstance(kernel_size, int) else tuple(k // 2 for k in ks)
+        if not isinstance(stride, int):
+            stride = tuple(int(s) for s in stride)
         self.dense = dense
         if dense:
             self.primary = nn.Conv3d(in_channels, out_channels, kernel_size, stride, pad)

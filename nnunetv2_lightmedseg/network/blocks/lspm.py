@@ -21,6 +21,11 @@ Parameter budget: the paper states 11.7K but its head width was lost in extracti
 stem's grid, and 24 is what keeps the whole network at the paper's 14.64 GFLOPs (see ``LightMedSeg``).
 The 5K difference is 1% of the model.
 
+``kernel_size`` (an int or one value per axis) is the kernel of the smoothing conv and of the gating head's two
+convs: the stem grid's kernel of the network's resolution schedule, ``(1, 3, 3)`` on thick-slice data so that
+"texture" is measured within slices rather than across slices 5-10 mm apart (the box-filter initialisation is
+then ``1 / 9``). Default 3 (the paper's 3x3x3).
+
 Shapes: ``F0 (B, C, D, H, W)`` -> ``(F_mix (B, out_channels, D, H, W), T (B, 1, D, H, W))``; with
 ``return_gate=True`` also the gate ``g (B, 1, D, H, W)`` and expert weights ``(B, 2, D, H, W)``.
 """
@@ -35,7 +40,7 @@ TEXTURE_NORMS = ("max", "median")
 
 class LocalStructuralPrior(nn.Module):
     def __init__(self, channels: int = 8, out_channels: int = 16, hidden: int = 24, norm_groups: int = 4,
-                 eps: float = 1e-6, texture_norm: str = "max") -> None:
+                 eps: float = 1e-6, texture_norm: str = "max", kernel_size=3) -> None:
         super().__init__()
         if not (channels > 0 and out_channels > 0 and hidden > 0):
             raise ValueError(f"LSPM needs positive widths, got channels={channels}, out={out_channels}, "
@@ -43,11 +48,14 @@ class LocalStructuralPrior(nn.Module):
         if texture_norm not in TEXTURE_NORMS:
             raise ValueError(f"LSPM: texture_norm must be one of {TEXTURE_NORMS}, got {texture_norm!r}")
         self.texture_norm = texture_norm
-        self.smooth = nn.Conv3d(channels, channels, 3, 1, 1, groups=channels, bias=False)
-        nn.init.constant_(self.smooth.weight, 1.0 / 27)  # start as a box filter: R is then a true high-pass
+        k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
+        pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
+        self.smooth = nn.Conv3d(channels, channels, k, 1, pad, groups=channels, bias=False)
+        # start as a box filter (1/27 for 3x3x3): R is then a true high-pass
+        nn.init.constant_(self.smooth.weight, 1.0 / self.smooth.weight[0, 0].numel())
         self.gate = nn.Sequential(
-            nn.Conv3d(channels, hidden, 3, 1, 1), nn.GroupNorm(norm_groups, hidden), nn.SiLU(inplace=True),
-            nn.Conv3d(hidden, 1, 3, 1, 1),
+            nn.Conv3d(channels, hidden, k, 1, pad), nn.GroupNorm(norm_groups, hidden), nn.SiLU(inplace=True),
+            nn.Conv3d(hidden, 1, k, 1, pad),
         )
         self.to_expert_weights = nn.Conv3d(1, 2, 1)
         # the two experts as one 1x1x1 conv with 2*out channels: one read of F0 instead of two

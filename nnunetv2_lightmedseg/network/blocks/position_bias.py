@@ -8,6 +8,11 @@ three per-axis terms ``W (c_axis - a_axis)``, each of shape ``(B, C, L_axis)``. 
 neither the ``N x 3 x D x H x W`` displacement tensor nor the ``N x D x H x W`` offset map is materialised:
 the cost is ``O(C (D + H + W))`` memory instead of ``O(N D H W)``.
 
+Coordinates are normalised per axis (each axis spans [0, 1] whatever its number of voxels), like the anchors:
+on thick-slice data a 5-voxel bottleneck z axis and a 32-voxel in-plane axis are both measured in fractions of
+the (padded) volume, so the same anchor means the same physical place at every decoder stage whatever the
+per-axis strides.
+
 Shapes: ``anchors (B, N, 3)``, spatial size ``(D, H, W)`` -> bias ``(B, C, D, H, W)`` (a broadcast sum).
 """
 from __future__ import annotations

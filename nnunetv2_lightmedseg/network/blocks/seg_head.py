@@ -9,7 +9,7 @@ Both keep their class-dependent convolutions under a ``seg_layers`` attribute, a
   resolution schedule, see :class:`~nnunetv2_lightmedseg.network.lightmedseg.LightMedSeg`) by a stride-2
   transposed convolution that restores the input grid. Keys ``head.seg_layers.0.*`` (1x1x1) and
   ``head.seg_layers.1.*`` (transposed conv, only when ``upsample``).
-  Shapes: ``(B, C, D, H, W) -> (B, classes, 2D, 2H, 2W)`` (``upsample``) or ``(B, classes, D, H, W)``.
+  Shapes: ``(B, C, D, H, W) -> (B, classes, 2D, 2H, 2W)`` (``upsample``; ``stride`` per axis in general) or ``(B, classes, D, H, W)``.
 * :class:`DeepSupervisionHeads` — not in the paper: one 1x1x1 convolution to the classes per supervised
   decoder stage, used only by the deep-supervision variant. Keys ``aux_heads.seg_layers.<i>.*``.
 """
@@ -22,14 +22,16 @@ from torch import nn
 
 
 class SegmentationHead(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, upsample: bool) -> None:
+    def __init__(self, in_channels: int, num_classes: int, upsample: bool, stride=2) -> None:
         super().__init__()
         if in_channels <= 0 or num_classes <= 0:
             raise ValueError(f"SegmentationHead: in_channels and num_classes must be positive, got "
                              f"{in_channels}, {num_classes}")
         layers: List[nn.Module] = [nn.Conv3d(in_channels, num_classes, 1)]
         if upsample:
-            layers.append(nn.ConvTranspose3d(num_classes, num_classes, 2, 2))
+            # kernel = stride = the stem's (per axis: (1, 2, 2) on thick-slice plans, see network/schedule.py)
+            stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
+            layers.append(nn.ConvTranspose3d(num_classes, num_classes, stride, stride))
         self.seg_layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,15 +24,21 @@ Choices where the text is silent or garbled:
 * *Downsampling finer maps* (``E_1``/``E_2`` to the coarse stages), which the paper does not describe,
   uses average pooling by the exact power-of-two factor (anti-aliased; for factor 2 it equals trilinear
   resampling). Coarser maps are upsampled trilinearly, as in the paper.
+* *Per-axis factors.* With the network's per-axis schedule (``strides``, see
+  :mod:`nnunetv2_lightmedseg.network.schedule`) the factor between two encoder grids is, per axis, the
+  product of the pooling strides between them (e.g. ``(1, 4, 4)`` from ``E_1`` to ``E_3`` when z is not
+  pooled); an axis with factor 1 is not resampled. The default is the paper's 2 per axis per step.
 
 ``last_stage_upsampled=True`` (the network's ``full_resolution_decoder``, reading B) puts the last decoder
 stage at the input grid: its skip is the stem output "trilinearly upsampled to the stage", projected 1x1x1 on
-the stem's grid first (projection and trilinear interpolation commute exactly) and then upsampled by 2.
+the stem's grid first (projection and trilinear interpolation commute exactly) and then upsampled by the
+stem's per-axis stride (2 on every axis in the paper's schedule).
 
 ``routed=False`` gives the ablation "w/o skip router": plain U-Net skips from the same-resolution
 encoder output (``E_3, E_2, E_1``, stem), whose widths already equal the decoder widths.
 
-Shapes: ``skip(k, feats, stem)`` with ``feats[s] (B, widths[s], S / 2^s)`` (S = stage-1 grid) returns
+Shapes: ``skip(k, feats, stem)`` with ``feats[s] (B, widths[s], S / 2^s)`` (S = stage-1 grid; per axis the
+product of the pooling strides in general) returns
 ``(B, decoder_widths[k], grid of stage k)``; with ``return_weights`` routed stages also return
 ``(B, 4, grid)``.
 """
@@ -41,17 +47,19 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..schedule import DEFAULT_STRIDES, check_strides, cumulative_factors, downsample_avg, resample_between, \
+    upsample_trilinear
 
 
 def resample_pow2(x: torch.Tensor, log2_factor: int) -> torch.Tensor:
-    """Resample by ``2 ** log2_factor`` (positive: upsample trilinearly, negative: average-pool)."""
+    """Resample by ``2 ** log2_factor`` on every axis (positive: upsample trilinearly, negative: average-pool).
+    The isotropic case of :func:`~nnunetv2_lightmedseg.network.schedule.resample_between`."""
     if log2_factor > 0:
-        return F.interpolate(x, scale_factor=float(2 ** log2_factor), mode="trilinear", align_corners=False)
+        return upsample_trilinear(x, (2 ** log2_factor,) * 3)
     if log2_factor < 0:
-        k = 2 ** (-log2_factor)
-        return F.avg_pool3d(x, kernel_size=k, stride=k)
+        return downsample_avg(x, (2 ** (-log2_factor),) * 3)
     return x
 
 
@@ -65,6 +73,7 @@ class MultiScaleSkipRouter(nn.Module):
         controller_hidden: int = 64,
         routed: bool = True,
         last_stage_upsampled: bool = False,
+        strides: Sequence[Sequence[int]] = DEFAULT_STRIDES,
     ) -> None:
         super().__init__()
         if len(encoder_widths) != 4 or len(decoder_widths) != 4:
@@ -74,6 +83,9 @@ class MultiScaleSkipRouter(nn.Module):
         self.last_stage_upsampled = last_stage_upsampled
         # decoder stage k works at the grid of encoder stage 2 - k (k = 0, 1, 2) and of the stem (k = 3)
         self.stage_level = (2, 1, 0, 0)
+        #: the network's four steps (stem, three poolings) and each encoder grid's factor relative to E_1's
+        self.strides = check_strides(strides)
+        self.encoder_factors = cumulative_factors(self.strides[1:])
         if routed:
             self.proj = nn.ModuleList(nn.Conv3d(c, routed_channels, 1) for c in encoder_widths)
             self.controller = nn.Sequential(
@@ -96,15 +108,17 @@ class MultiScaleSkipRouter(nn.Module):
             else:
                 y = self.direct[k - 2](feats[0] if k == 2 else stem)
             if k == 3 and self.last_stage_upsampled:
-                y = resample_pow2(y, 1)
+                y = upsample_trilinear(y, self.strides[0])  # the stem's grid -> the input grid, per axis
             return (y, None) if return_weights else y
         level = self.stage_level[k]
         aligned = []
+        target = self.encoder_factors[level]
         for s, f in enumerate(feats):
+            source = self.encoder_factors[s]
             if s <= level:  # finer (or same) grid: downsample first, then project
-                aligned.append(self.proj[s](resample_pow2(f, s - level)))
+                aligned.append(self.proj[s](resample_between(f, source, target)))
             else:  # coarser grid: project where it is cheap, then upsample
-                aligned.append(resample_pow2(self.proj[s](f), s - level))
+                aligned.append(resample_between(self.proj[s](f), source, target))
         w = torch.softmax(self.controller(torch.cat(aligned, dim=1)), dim=1)
         fused = w[:, 0:1] * aligned[0]
         for s in range(1, len(aligned)):

@@ -5,6 +5,9 @@ boundary structure), ``smooth`` a pointwise 1x1x1 convolution (cheap channel mix
 interiors) and ``T_s`` the LSPM texture map resampled (trilinear) to this stage, broadcast over channels.
 Written as ``smooth + T_s * (detail - smooth)``: same value, one fewer full-size multiply.
 
+``kernel_size`` (int or per axis, default 3) is the depthwise kernel: the stage's kernel of the resolution
+schedule, ``(1, 3, 3)`` where nnU-Net's plans keep convolutions in-plane.
+
 Shapes: ``x (B, C, D, H, W)``, ``t (B, 1, D, H, W)`` -> ``(B, C, D, H, W)``.
 """
 from __future__ import annotations
@@ -14,10 +17,12 @@ from torch import nn
 
 
 class TextureRoutedBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernel_size=3) -> None:
         super().__init__()
         assert channels > 0, f"channels must be positive, got {channels}"
-        self.detail = nn.Conv3d(channels, channels, 3, 1, 1, groups=channels)
+        k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
+        pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
+        self.detail = nn.Conv3d(channels, channels, k, 1, pad, groups=channels)
         self.smooth = nn.Conv3d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
