@@ -16,7 +16,9 @@ nnU-Net hook                           LightMedSeg (paper section)
                                        (weights 1, 1/2, 1/4, normalised) when deep supervision is on
 ``configure_optimizers``               AdamW + per-iteration linear warm-up and cosine annealing (§4)
 ``train_step``                         stock step (grad-norm clipping at 12), then one scheduler step
-``initialize``                         stock, then channels_last_3d weights on CPU
+``initialize``                         stock, then channels_last_3d weights on CPU; records the network's
+                                       configuration in the plans nnU-Net copies to the results folder
+``save_checkpoint``/``load_checkpoint``  stock, plus the network record (see :mod:`.network_config`)
 ``num_epochs``                         300 (§4)
 =====================================  ====================================================================
 
@@ -59,7 +61,9 @@ Variants change class attributes only: ``network_options`` (kwargs of :class:`Li
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+import glob
+import os
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -73,6 +77,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
+from nnunetv2_lightmedseg.training.network_config import (KEY as NETWORK_KEY, build_from_record, check_matches,
+                                                          differences, make_record)
 
 
 class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
@@ -119,6 +125,10 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         ``deep_supervision=True`` (the heads exist either way, so the predictor, which passes False, builds
         exactly the trained network and loads its checkpoint strictly); the paper's network has none.
         Other plans entries (the plain U-Net's widths, kernels, pooling) do not apply to LightMedSeg.
+
+        When the configuration holds a network record (``"lightmedseg_network"``, written by the trainer into the
+        plans it copies to the results folder, see :mod:`.network_config`), the network is built from that record
+        instead of this class's options and the installed defaults: a trained model keeps its architecture.
         """
         patch = [int(p) for p in configuration_manager.patch_size]
         if len(patch) != 3:
@@ -129,7 +139,12 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                              f"poolings), but the plans' patch size is {patch}. Use `lightmedseg plans -d ID "
                              f"--variant planned` (patch rounded up to a multiple of {LightMedSeg.divisor}) and train "
                              f"with -c 3d_fullres_lightmedseg_planned.")
-        network = LightMedSeg(num_input_channels, num_output_channels, **cls.network_options)
+        record = configuration_manager.configuration.get(NETWORK_KEY)
+        if record is not None:
+            network = build_from_record(record, num_input_channels, num_output_channels,
+                                        source=f"the plans' '{NETWORK_KEY}' entry (plans.json of the model folder)")
+        else:
+            network = LightMedSeg(num_input_channels, num_output_channels, **cls.network_options)
         network.deep_supervision = bool(enable_deep_supervision) and network.aux_heads is not None
         return network
 
@@ -148,7 +163,14 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         return self._plain_network().deep_supervision_scales()
 
     def initialize(self):
+        if NETWORK_KEY not in self.configuration_manager.configuration:
+            folder_record = self._record_of_trained_folds()
+            if folder_record is not None:
+                self._use_record(folder_record)
         super().initialize()
+        # the plans nnU-Net copies to the results folder (on_train_start) now describe the network built, so that
+        # nnUNetPredictor rebuilds exactly this network whatever plugin version is installed then
+        self._use_record(make_record(self._plain_network()))
         if self.device.type == "cpu":
             # oneDNN's 3D convolutions are much faster in channels_last_3d; the network converts its input on
             # CPU, converting the weights too avoids a reorder per convolution call. Module.to() keeps the
@@ -156,10 +178,70 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             # holds them, and state_dict()/load_state_dict() are memory-format agnostic.
             self.network.to(memory_format=torch.channels_last_3d)
         self.print_to_log_file(
-            f"LightMedSeg: {sum(p.numel() for p in self.network.parameters()):,} parameters, options "
-            f"{self.network_options or 'paper defaults'}; AdamW lr {self.initial_lr}, weight decay "
+            f"LightMedSeg: {sum(p.numel() for p in self.network.parameters()):,} parameters, configuration "
+            f"{self._plain_network().config}; AdamW lr {self.initial_lr}, weight decay "
             f"{self.weight_decay}, warm-up {self.lr_scheduler.warmup_iterations} of "
             f"{self.lr_scheduler.total_iterations} iterations, cosine to {self.min_lr}")
+
+    # ---------------------------------------------------------------------------------------------------- #
+    # the network record (plans copy in the results folder, checkpoints); see network_config
+    def _use_record(self, record: Dict[str, Any]) -> None:
+        """Make ``record`` the network of this trainer's configuration, in the plans manager's plans (what
+        on_train_start copies to the results folder) and in the configuration manager (what
+        build_network_architecture reads)."""
+        self.plans_manager.plans["configurations"][self.configuration_name][NETWORK_KEY] = record
+        self.configuration_manager.configuration[NETWORK_KEY] = record
+        if not self.was_initialized:  # the loss and data loader follow the network's outputs
+            self.enable_deep_supervision = bool(record.get("config", {}).get("deep_supervision", False))
+
+    def _record_of_trained_folds(self) -> Optional[Dict[str, Any]]:
+        """The record in the results folder's plans.json when a fold there already has a checkpoint.
+
+        nnU-Net's predictor builds one network for all folds of a folder, so a new fold must have the same
+        network as the folds already trained, even when the installed plugin's defaults changed meanwhile."""
+        plans_file = os.path.join(self.output_folder_base, "plans.json")
+        if not os.path.isfile(plans_file) or not glob.glob(os.path.join(self.output_folder_base, "fold_*", "*.pth")):
+            return None
+        from batchgenerators.utilities.file_and_folder_operations import load_json
+        record = load_json(plans_file).get("configurations", {}).get(self.configuration_name, {}).get(NETWORK_KEY)
+        if isinstance(record, dict) and isinstance(record.get("config"), dict):
+            mine = LightMedSeg(int(record.get("input_channels", 1)), int(record.get("num_classes", 2)),
+                               **self.network_options).config
+            diff = differences(record.get("config", {}), mine)
+            if diff:
+                self.print_to_log_file(
+                    f"LightMedSeg: {plans_file} holds the network of folds already trained here; this fold uses it "
+                    f"too (differences to the installed defaults: {'; '.join(diff)})", also_print_to_console=True)
+        return record
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint plus the network record under ``"lightmedseg_network"`` (outside the state dict:
+        nnU-Net's -pretrained_weights loader expects tensors only there). Rewritten atomically."""
+        super().save_checkpoint(filename)
+        if self.local_rank != 0 or self.disable_checkpointing or not os.path.isfile(filename):
+            return
+        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
+        checkpoint[NETWORK_KEY] = make_record(self._plain_network())
+        tmp = f"{filename}.tmp"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        """nnU-Net's load_checkpoint (``--c``, ``--val``, ``--val_best``), with the network built from the
+        checkpoint's record; a checkpoint whose record differs from an already built network is refused with
+        the differences."""
+        if isinstance(filename_or_checkpoint, str):
+            source = filename_or_checkpoint
+            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        else:
+            source, checkpoint = "the checkpoint", filename_or_checkpoint
+        record = checkpoint.get(NETWORK_KEY)
+        if record is not None:
+            if self.was_initialized:
+                check_matches(record, self.network, source)
+            else:
+                self._use_record(record)
+        super().load_checkpoint(filename_or_checkpoint)
 
     # ---------------------------------------------------------------------------------------------------- #
     # loss
