@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "profile": "profile",
     "env": "env",
+    "install-trainers": "install_trainers",
     "plans": "plans",
     "demo": "demo",
     "benchmark": "benchmark",

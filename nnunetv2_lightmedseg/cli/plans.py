@@ -19,7 +19,11 @@ def run(args: argparse.Namespace) -> int:
     except PlansOverrideError as e:
         print(f"lightmedseg plans: {e}", file=sys.stderr)
         return 1
-    print(f"Updated {res['plans_file']}:")
+    if res["changed"]:
+        print(f"Updated {res['plans_file']}" + (f" (the plans as they were before: {res['backup']})"
+                                                 if res["backup"] else "") + ":")
+    else:
+        print(f"{res['plans_file']} already has these configurations (unchanged):")
     for name, cfg in res["configurations"].items():
         print(f"  {name}: {json.dumps(cfg)}")
     p_opt = "" if args.p == "nnUNetPlans" else f" -p {args.p}"
