@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunetv2_lightmedseg.cli.env import ENV_VAR, ext_trainer_value
+from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
 
 DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
 DEFAULT_DATASET_ID = 990
@@ -502,7 +503,7 @@ def add_parser(subparsers) -> None:
                         "Default: generate a synthetic dataset.")
     p.add_argument("--workdir", type=Path, default=Path("lightmedseg_demo"),
                    help="work folder for nnUNet_raw/_preprocessed/_results, predictions and logs: a new or empty "
-                        "folder, or a previous demo run's with --overwrite (default: ./lightmedseg_demo)")
+                        "folder, or a previous demo run's with --overwrite (default ./%(default)s)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the contents of a previous demo run in --workdir (never a folder the demo did not "
                         "create)")
@@ -514,17 +515,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset-id", type=int, default=None,
                    help=f"id of the generated dataset (default {DEFAULT_DATASET_ID}); with --dataset the id comes "
                         f"from the folder name")
-    p.add_argument("--num-train", type=int, default=20, help="training cases of the generated dataset (default 20)")
-    p.add_argument("--num-test", type=int, default=4, help="held-out test cases of the generated dataset (default 4)")
-    p.add_argument("-device", "--device", dest="device", default="cpu", choices=["cpu", "cuda", "mps"],
-                   help="-device for nnU-Net's commands (default cpu)")
+    p.add_argument("--num-train", type=int, default=20, help="training cases of the generated dataset (default %(default)s)")
+    p.add_argument("--num-test", type=int, default=4, help="held-out test cases of the generated dataset (default %(default)s)")
+    add_device(p, what="nnU-Net's commands")
     p.add_argument("--num-processes", type=int, default=2,
-                   help="processes for fingerprinting/preprocessing (nnU-Net's -np/-npfp; default 2)")
+                   help="processes for fingerprinting/preprocessing (nnU-Net's -np/-npfp; default %(default)s)")
     p.add_argument("--n-proc-da", type=int, default=0,
                    help="data-augmentation worker processes (nnUNet_n_proc_DA, unless already set in the "
-                        "environment); default 0 = augment in the training process, best on 2 CPU cores")
-    p.add_argument("--disable_tta", "--disable-tta", dest="disable_tta", action="store_true",
-                   help="predict without test-time mirroring (nnUNetv2_predict --disable_tta; 8x less prediction "
-                        "work in 3D)")
+                        "environment); default %(default)s = augment in the training process, best on 2 CPU cores")
+    add_disable_tta(p)
     p.add_argument("--verbose", action="store_true", help="echo all of nnU-Net's output, not only the key lines")
     p.set_defaults(func=main)

@@ -90,7 +90,7 @@ def load_predictor(dataset: Union[int, str], configuration: str, fold: Union[int
     if not ckpt.is_file():
         have = sorted(p.name for p in (folder / f"fold_{fold}").glob("*.pth")) if (folder / f"fold_{fold}").is_dir() else []
         raise ModelLoadError(f"checkpoint {ckpt} not found" + (f" (this fold has: {', '.join(have)}; pick one with "
-                                                               f"--checkpoint)" if have else
+                                                               f"-chk)" if have else
                                                                " (is the fold trained?)"))
     for name in ("plans.json", "dataset.json"):
         if not (folder / name).is_file():
