@@ -437,6 +437,7 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
         succeeded = True
         return result
     except KeyboardInterrupt:
+        current["interrupted"] = True
         resume = ""
         if current["step"] == "train":
             resume = (f" Resume the training from its last checkpoint: {uses} "
@@ -455,7 +456,7 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
                   f"{logs}\n  summary        {workdir / 'demo_summary.json'}\nUse it with nnU-Net: export {uses}; "
                   f"then e.g. nnUNetv2_predict -i IMAGES -o OUT -d {ds.dataset_id} -c {CONFIGURATION} -f {FOLD} "
                   f"-tr {trainer} -device {device}. Remove it with `rm -r {workdir}` (or run the demo with --clean).")
-        elif not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        elif not current.get("interrupted"):
             print(f"Logs kept in {logs}", file=sys.stderr)
 
 
