@@ -141,7 +141,8 @@ def test_ensemble_of_lightmedseg_and_stock_averages_their_probabilities(predicti
     assert seg_files(ens) == ["case000.nii.gz", "case003.nii.gz"]
     for case in ("case000", "case003"):
         with np.load(predictions[LMS] / f"{case}.npz") as a, np.load(predictions[STOCK] / f"{case}.npz") as b:
-            expected = np.argmax((a["probabilities"] + b["probabilities"]) / 2, 0)
+            # nnU-Net's arithmetic: float32 sum, divided by the number of models, then argmax
+            expected = np.argmax((a["probabilities"].astype(np.float32) + b["probabilities"]) / 2, 0)
         assert np.array_equal(read_seg(ens / f"{case}.nii.gz"), expected)
 
 
