@@ -174,3 +174,12 @@ def test_pretrained_weights_loader_accepts_the_checkpoint_across_label_sets(tiny
     skipped = [k for k in mine if ".seg_layers." in k]
     assert skipped and all(mine[k].shape[0] == 5 for k in skipped if k.endswith("weight"))
     assert all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine if k not in skipped)
+
+
+def test_recording_does_not_change_the_plans_the_trainer_was_given(tiny, env):
+    plans = json.loads(json.dumps(tiny[0]))
+    t = nnUNetTrainer_LightMedSeg(dict(plans, continue_training=False), "3d_fullres", 0, tiny[1],
+                                  device=torch.device("cpu"))
+    t.initialize()
+    assert KEY not in plans["configurations"]["3d_fullres"]  # a shallow copy shares this dict with the caller
+    assert KEY in t.plans_manager.plans["configurations"]["3d_fullres"]

@@ -190,8 +190,12 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         """Make ``record`` the network of this trainer's configuration, in the plans manager's plans (what
         on_train_start copies to the results folder) and in the configuration manager (what
         build_network_architecture reads)."""
-        self.plans_manager.plans["configurations"][self.configuration_name][NETWORK_KEY] = record
-        self.configuration_manager.configuration[NETWORK_KEY] = record
+        # copy on write: the plans dict the trainer was given may be shared (never change the caller's copy)
+        plans = self.plans_manager.plans
+        configurations = dict(plans["configurations"])
+        configurations[self.configuration_name] = {**configurations[self.configuration_name], NETWORK_KEY: record}
+        self.plans_manager.plans = {**plans, "configurations": configurations}
+        self.configuration_manager.configuration[NETWORK_KEY] = record  # this trainer's own resolved copy
         if not self.was_initialized:  # the loss and data loader follow the network's outputs
             self.enable_deep_supervision = bool(record.get("config", {}).get("deep_supervision", False))
 
