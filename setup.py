@@ -1,8 +1,15 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# the version lives in nnunetv2_lightmedseg/__init__.py only (`lightmedseg --version` prints it)
+VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "nnunetv2_lightmedseg" / "__init__.py")
+                    .read_text(), re.M).group(1)
 
 setup(
     name="nnunetv2-lightmedseg",
-    version="0.1.0",
+    version=VERSION,
     description="LightMedSeg (0.48M-parameter 3D segmentation network) as an nnU-Net v2 plugin: "
                 "network, boundary-augmented loss, trainer, plans override and benchmarks.",
     long_description=open("README.md", encoding="utf-8").read(),

@@ -25,6 +25,11 @@ predict call. The stock configurations are left untouched; running ``lightmedseg
 its own two entries. (``nnUNetv2_plan_and_preprocess`` rewrites the plans file: run ``lightmedseg plans``
 again afterwards.)
 
+Writing the plans file: before the first change, the file is copied to ``nnUNetPlans.json.before_lightmedseg``
+(one backup, of the plans as nnU-Net wrote them; refreshed only after nnU-Net re-planned the dataset). A symlinked
+plans file stays a symlink: the file it points to is updated. A run that changes nothing does not write. A corrupt
+plans file is reported with its name and how to restore it; nothing is written then.
+
 Rounding the planned patch up (rather than leaving it): LightMedSeg pads every input to a multiple of its
 divisor internally, so a planned 40x56x40 patch would be computed as 48x64x48 anyway, with zeros where real
 context could be; rounding the crop up gives the network that context at no extra cost. The divisor is per
@@ -42,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -52,6 +58,7 @@ PAPER_PATCH_SIZE = (128, 128, 128)
 PAPER_BATCH_SIZE = 8
 DIVISOR = 16  # the paper's (isotropic) LightMedSeg divisor: stem x2, three poolings
 VARIANTS = ("paper", "planned")
+BACKUP_SUFFIX = ".before_lightmedseg"
 
 
 class PlansOverrideError(RuntimeError):
@@ -157,21 +164,72 @@ def write_plans_override(dataset: str, plans_identifier: str = "nnUNetPlans", va
         raise PlansOverrideError(f"Plans file {plans_file} does not exist (plans found: {found or 'none'}). Run "
                                  f"`nnUNetv2_plan_and_preprocess -d {dataset} -c 3d_fullres` first, or pass the "
                                  f"plans identifier you planned with via -p.")
-    plans = json.loads(plans_file.read_text())
+    plans = read_plans(plans_file, dataset)
     new = lightmedseg_configurations(plans, variants)
     data_identifier = plans["configurations"][BASE_CONFIGURATION].get("data_identifier")
     if data_identifier and not (folder / data_identifier).is_dir():
         raise PlansOverrideError(f"The '{BASE_CONFIGURATION}' data ({folder / data_identifier}) is not preprocessed; the "
                                  f"LightMedSeg configurations reuse it. Run `nnUNetv2_preprocess -d {dataset} -plans_name "
                                  f"{plans_identifier} -c {BASE_CONFIGURATION}` first.")
-    plans["configurations"].update(new)
-    tmp = plans_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(plans, indent=4, sort_keys=False))
-    os.replace(tmp, plans_file)  # atomic: a crash never leaves a half-written plans file
+    changed = any(plans["configurations"].get(name) != cfg for name, cfg in new.items())
+    backup = None
+    if changed:
+        backup = backup_plans(plans_file, plans)
+        plans["configurations"].update(new)
+        write_through(plans_file, json.dumps(plans, indent=4, sort_keys=False))
     median = plans.get("original_median_shape_after_transp")
     small = median is not None and any(int(m) < p for m, p in zip(median, PAPER_PATCH_SIZE))
     return {"plans_file": str(plans_file), "configurations": new, "median_shape": median,
-            "recommended": PLANNED_CONFIGURATION if small else PAPER_CONFIGURATION}
+            "recommended": PLANNED_CONFIGURATION if small else PAPER_CONFIGURATION, "changed": changed,
+            "backup": str(backup) if backup else None}
+
+
+def backup_path(plans_file: Path) -> Path:
+    """``nnUNetPlans.json`` -> ``nnUNetPlans.json.before_lightmedseg`` (not ``*.json``: nnU-Net and ``-p`` would take
+    a ``*.json`` file in the dataset folder for another plans identifier)."""
+    return Path(plans_file).with_name(Path(plans_file).name + BACKUP_SUFFIX)
+
+
+def read_plans(plans_file: Path, dataset: str) -> Dict:
+    """The plans dict; a corrupt file is a PlansOverrideError that names the file and how to get it back."""
+    try:
+        plans = json.loads(Path(plans_file).read_text())
+    except json.JSONDecodeError as e:
+        backup = backup_path(plans_file)
+        fix = (f"restore it from the backup written before LightMedSeg first changed it (cp {backup} {plans_file}) "
+               f"or " if backup.is_file() else "")
+        raise PlansOverrideError(f"{plans_file} is not valid JSON ({e.msg}, line {e.lineno} column {e.colno}); "
+                                 f"nothing was changed. Fix the file by hand, {fix}re-create it with "
+                                 f"`nnUNetv2_plan_experiment -d {dataset}` (the preprocessed data stays valid when "
+                                 f"the plans do not change).") from None
+    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+        raise PlansOverrideError(f"{plans_file} is not an nnU-Net plans file (no 'configurations' entry). "
+                                 f"Re-create it with `nnUNetv2_plan_experiment -d {dataset}`.")
+    return plans
+
+
+def backup_plans(plans_file: Path, plans: Dict) -> Optional[Path]:
+    """Copy the plans file before LightMedSeg changes it; returns the backup written (None: kept the existing one).
+
+    One backup holds the plans as nnU-Net wrote them: it is written when there is none, and replaced only when the
+    plans file holds no LightMedSeg configuration any more (nnU-Net re-planned the dataset since)."""
+    backup = backup_path(plans_file)
+    ours = any(name in plans["configurations"] for name in (PAPER_CONFIGURATION, PLANNED_CONFIGURATION))
+    if backup.exists() and ours:
+        return None
+    write_through(backup, Path(plans_file).read_text())
+    return backup
+
+
+def write_through(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; a symlinked file is written through (the link stays a link and the
+    file it points to gets the content), with the link target's permissions."""
+    target = Path(os.path.realpath(path))
+    tmp = target.with_name(f".{target.name}.lightmedseg.tmp")
+    tmp.write_text(text)
+    if target.exists():
+        shutil.copymode(target, tmp)
+    os.replace(tmp, target)  # atomic: a crash never leaves a half-written file
 
 
 def snippet_json(obj: Dict) -> str:

@@ -20,12 +20,13 @@ BIN = Path(sys.executable).parent  # the venv's console scripts (nnUNetv2_*, lig
 
 def write_blob_dataset(raw_root: Path, dataset_id: int, name: str = "LMSBlobs", n_cases: int = 4,
                        shape: Tuple[int, int, int] = (32, 40, 36), n_channels: int = 1, regions: bool = False,
-                       seed: int = 0) -> Path:
+                       seed: int = 0, blob_label: bool = False) -> Path:
     """Write ``Dataset{id:03d}_{name}`` under ``raw_root`` and return its folder.
 
     Labels: 0 background, 1 core, 2 shell around the core, 3 a separate small blob (label mode: 0..2 only
-    unless ``regions``). Region mode: labels 1..3 as above, regions ``whole = (1, 2, 3)``, ``inner = (1, 3)``,
-    ``core = (1,)`` (nested like BraTS' whole tumour / tumour core / enhancing).
+    unless ``blob_label``, then four labels 0..3). Region mode: labels 1..3 as above, regions
+    ``whole = (1, 2, 3)``, ``inner = (1, 3)``, ``core = (1,)`` (nested like BraTS' whole tumour / tumour core /
+    enhancing).
     """
     import SimpleITK as sitk
     from batchgenerators.utilities.file_and_folder_operations import save_json
@@ -42,7 +43,7 @@ def write_blob_dataset(raw_root: Path, dataset_id: int, name: str = "LMSBlobs", 
         seg = np.zeros(shape, np.uint8)
         seg[r < 1.4] = 2
         seg[r < 1.0] = 1
-        if regions:
+        if regions or blob_label:
             c2 = centre + np.array([0, radii[1] * 0.6, 0])
             seg[np.sqrt(((grid - c2[:, None, None, None]) ** 2).sum(0)) < 2.5] = 3
         for ch in range(n_channels):
@@ -61,7 +62,7 @@ def write_blob_dataset(raw_root: Path, dataset_id: int, name: str = "LMSBlobs", 
         labels = {"background": 0, "whole": [1, 2, 3], "inner": [1, 3], "core": 1}
         extra = {"regions_class_order": [2, 3, 1]}
     else:
-        labels = {"background": 0, "core": 1, "shell": 2}
+        labels = {"background": 0, "core": 1, "shell": 2, **({"blob": 3} if blob_label else {})}
         extra = {}
     save_json({"channel_names": channel_names, "labels": labels, "numTraining": n_cases, "file_ending": ".nii.gz",
                **extra}, str(root / "dataset.json"))

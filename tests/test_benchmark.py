@@ -84,7 +84,7 @@ def network_rows(tmp_path_factory):
     """One CLI run on a tiny shape, everything measured (train step, peak memory subprocesses)."""
     out = tmp_path_factory.mktemp("bench")
     js, png = out / "rows.json", out / "rows.png"
-    rc = cli(["benchmark", "network", "--shape", "1", "32", "32", "32", "--num-classes", "3", "--batch", "2",
+    rc = cli(["benchmark", "network", "--in-channels", "1", "--shape", "32", "32", "32", "--num-classes", "3", "--batch", "2",
               "--variants", "no_lspm", "--runs", "1", "--train-runs", "1", "--threads", "1",
               "--json", str(js), "--plot", str(png)])
     assert rc == 0
@@ -150,9 +150,9 @@ def test_benchmark_network_from_preprocessed_plans(tmp_path, monkeypatch, capsys
 
 
 def test_benchmark_network_bad_input_is_a_clear_error(capsys):
-    assert cli(["benchmark", "network", "--shape", "1", "32", "32", "32", "--variants", "bogus"]) == 2
+    assert cli(["benchmark", "network", "--in-channels", "1", "--shape", "32", "32", "32", "--variants", "bogus"]) == 2
     assert "unknown LightMedSeg variant 'bogus'" in capsys.readouterr().err
-    assert cli(["benchmark", "network", "--shape", "1", "40", "50", "40"]) == 2
+    assert cli(["benchmark", "network", "--in-channels", "1", "--shape", "40", "50", "40"]) == 2
     assert "40 56 40" in capsys.readouterr().err
 
 

@@ -106,3 +106,51 @@ def test_cli(preprocessed_copy):
     p = subprocess.run([str(BIN / "lightmedseg"), "plans", "-d", "123"], env=env, capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 1 and "not preprocessed" in p.stderr and "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------- backup, symlinks, corrupt file (issue 11)
+def test_one_backup_before_the_first_change(preprocessed_copy):
+    root, ds = preprocessed_copy
+    plans_file = ds / "nnUNetPlans.json"
+    original = plans_file.read_text()
+    res = write_plans_override("990", variants=("paper",), preprocessed_root=str(root))
+    backup = ds / "nnUNetPlans.json.before_lightmedseg"
+    assert res["changed"] and res["backup"] == str(backup) and backup.read_text() == original
+    # a second change (another variant) keeps the backup of nnU-Net's plans
+    res = write_plans_override("990", variants=("planned",), preprocessed_root=str(root))
+    assert res["changed"] and res["backup"] is None and backup.read_text() == original
+    # nothing to change: nothing written
+    mtime = plans_file.stat().st_mtime_ns
+    assert not write_plans_override("990", variants=("planned",), preprocessed_root=str(root))["changed"]
+    assert plans_file.stat().st_mtime_ns == mtime
+    # the backup is not taken for a plans identifier (nnU-Net lists *.json files)
+    assert not [p for p in ds.glob("*.json") if "lightmedseg" in p.name]
+
+
+def test_symlinked_plans_file_is_written_through(preprocessed_copy, tmp_path):
+    root, ds = preprocessed_copy
+    real = tmp_path / "shared_plans" / "nnUNetPlans.json"
+    real.parent.mkdir()
+    shutil.move(ds / "nnUNetPlans.json", real)
+    (ds / "nnUNetPlans.json").symlink_to(real)
+    write_plans_override("990", variants=("paper",), preprocessed_root=str(root))
+    assert (ds / "nnUNetPlans.json").is_symlink() and os.readlink(ds / "nnUNetPlans.json") == str(real)
+    assert PAPER_CONFIGURATION in json.loads(real.read_text())["configurations"]
+    assert not list(real.parent.glob(".*tmp"))
+
+
+def test_corrupt_plans_file_names_the_file_and_the_fix(preprocessed_copy):
+    root, ds = preprocessed_copy
+    plans_file = ds / "nnUNetPlans.json"
+    write_plans_override("990", variants=("paper",), preprocessed_root=str(root))
+    plans_file.write_text(plans_file.read_text()[:-20])  # truncated, as after a full disk
+    broken = plans_file.read_text()
+    with pytest.raises(PlansOverrideError) as e:
+        write_plans_override("990", preprocessed_root=str(root))
+    msg = str(e.value)
+    assert f"{plans_file} is not valid JSON" in msg and "line" in msg
+    assert f"cp {plans_file}.before_lightmedseg {plans_file}" in msg and "nnUNetv2_plan_experiment -d 990" in msg
+    assert plans_file.read_text() == broken  # untouched
+    p = subprocess.run([str(BIN / "lightmedseg"), "plans", "-d", "990"], capture_output=True, text=True,
+                       env=dict(os.environ, nnUNet_preprocessed=str(root)), timeout=120)
+    assert p.returncode == 1 and "is not valid JSON" in p.stderr and "Traceback" not in p.stderr

@@ -182,14 +182,18 @@ def test_demo_refuses_foreign_workdir_and_cli_reports_errors(tmp_path, capsys):
     with pytest.raises(demo.DemoError, match="not created by `lightmedseg demo`"):
         demo.prepare_workdir(foreign)
     assert (foreign / "thesis.tex").read_text() == "precious"
-    # a demo work folder is wiped; symlinked datasets are unlinked, their targets untouched
+    # a previous demo run is kept unless --overwrite; then symlinked datasets are unlinked, targets untouched
     target = tmp_path / "target"
     target.mkdir()
     (target / "keep.txt").write_text("x")
-    work = demo.prepare_workdir(tmp_path / "work")
+    work, created = demo.prepare_workdir(tmp_path / "work")
+    assert created
     (work / "nnUNet_raw").mkdir()
     (work / "nnUNet_raw" / "Dataset001_X").symlink_to(target, target_is_directory=True)
-    demo.prepare_workdir(work)
+    with pytest.raises(demo.DemoError, match="holds a previous `lightmedseg demo` run.*--overwrite"):
+        demo.prepare_workdir(work)
+    assert (work / "nnUNet_raw" / "Dataset001_X").is_symlink()
+    assert demo.prepare_workdir(work, overwrite=True) == (work, False)
     assert not (work / "nnUNet_raw").exists() and (target / "keep.txt").is_file()
     # the CLI prints the message (no traceback) and exits 1
     from nnunetv2_lightmedseg.cli.main import main

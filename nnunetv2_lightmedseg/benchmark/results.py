@@ -139,7 +139,8 @@ def compare_summaries(sa: Dict[str, dict], sb: Dict[str, dict], n_boot: int = 10
         overall[lab] = paired_stats([pooled_a[k].get(lab, np.nan) for k in keys],
                                     [pooled_b[k].get(lab, np.nan) for k in keys], n_boot, seed)
     cases = [{"case": k, "a": pooled_a[k][FG], "b": pooled_b[k][FG]} for k in keys]
-    return {"labels": labels, "folds": per_fold, "overall": overall, "cases": cases}
+    return {"labels": labels, "folds": per_fold, "overall": overall, "cases": cases,
+            "bootstrap": {"resamples": int(n_boot), "seed": int(seed)}}
 
 
 def resolve_trainer_folder(dataset: str, configuration: str, trainer: str, plans: str = "nnUNetPlans") -> str:
@@ -221,8 +222,10 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
         for lab in labels:
             body.append([f, lab, f"{d['a'][lab]:.4f}", f"{d['b'][lab]:.4f}", f"{d['diff'][lab]:+.4f}"])
     lines += _table(head, body)
-    lines += ["", "Overall, paired over cases of all folds (B - A; 95% CI: paired bootstrap, 10k resamples, "
-              "seed 0; p: Wilcoxon signed-rank / exact sign test)"]
+    boot = cmp.get("bootstrap", {})
+    lines += ["", f"Overall, paired over cases of all folds (B - A; 95% CI: paired bootstrap, "
+                  f"{boot.get('resamples', '?')} resamples, seed {boot.get('seed', '?')}; p: Wilcoxon signed-rank / "
+                  f"exact sign test)"]
     head = ["label", "n", "A", "B", "B-A", "95% CI", "B>A", "A>B", "Wilcoxon p", "sign p"]
     body = []
     for lab in labels:
@@ -257,8 +260,9 @@ def _table(head: List[str], body: List[List[str]]) -> List[str]:
 
 
 def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
-    """Left: overall Dice per label (pooled cases) for A and B with bootstrap CIs of each mean; right: per-case
-    foreground-mean Dice, B against A, with the identity line."""
+    """Left: overall Dice per label (pooled cases) for A and B, annotated with B - A and its paired-bootstrap 95% CI
+    (drawn as an error bar on B's bar, shifted by A's mean); right: per-case foreground-mean Dice, B against A,
+    with the identity line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -273,14 +277,20 @@ def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
     for i, lab in enumerate(labels):
         s = cmp["overall"][lab]
         if s["mean_diff"] is not None:
-            ax1.annotate(f"{s['mean_diff']:+.3f}", (i, max(ma[i], mb[i])), ha="center", va="bottom", fontsize=8,
-                         xytext=(0, 2), textcoords="offset points")
+            lo, hi = s["ci95"]
+            if lo is not None and hi is not None:  # the CI of B - A, placed around B's mean (= A + diff)
+                ax1.errorbar(i + 0.2, mb[i], yerr=[[s["mean_diff"] - lo], [hi - s["mean_diff"]]], fmt="none",
+                             ecolor="black", capsize=3, lw=1)
+            ax1.annotate(f"{s['mean_diff']:+.3f}\n[{lo:+.3f}, {hi:+.3f}]" if lo is not None else
+                         f"{s['mean_diff']:+.3f}", (i, max(ma[i], mb[i]) + (hi - s["mean_diff"] if hi is not None
+                                                                           else 0)),
+                         ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
     ax1.set_xticks(x)
     ax1.set_xticklabels([f"label {lab}" if lab != FG else "fg mean" for lab in labels])
     ax1.set_ylabel("Dice (pooled validation cases)")
     ax1.set_ylim(0, 1.08)
     ax1.legend(fontsize=8, loc="lower right")
-    ax1.set_title("Dice per label (annotation: B - A)", fontsize=10)
+    ax1.set_title("Dice per label (annotation: B - A, 95% bootstrap CI)", fontsize=10)
     a = np.array([c["a"] for c in cmp["cases"]], dtype=float)
     b = np.array([c["b"] for c in cmp["cases"]], dtype=float)
     ax2.scatter(a, b, s=12, alpha=0.7)

@@ -1,4 +1,4 @@
-"""``lightmedseg benchmark``: LightMedSeg against stock nnU-Net (issue 4).
+"""``lightmedseg benchmark``: LightMedSeg against stock nnU-Net.
 
 ``benchmark network``: both networks built from the same nnU-Net plans (stock exactly as ``nnUNetTrainer`` builds
 it, LightMedSeg as ``nnUNetTrainer_LightMedSeg`` does, plus variants), measured in one run, interleaved: params,
@@ -16,7 +16,7 @@ training iterations and training hours, LightMedSeg and stock nnU-Net side by si
 
 Examples::
 
-    lightmedseg benchmark network --shape 4 128 128 128 --json bench.json --plot bench.png
+    lightmedseg benchmark network --in-channels 4 --shape 128 128 128 --json bench.json --plot bench.png
     lightmedseg benchmark network -d 4 -c 3d_fullres --variants standard,no_lspm
     lightmedseg benchmark results -d 4 -c 3d_fullres -tr nnUNetTrainer_CPUBench_4x50 \\
         -tr nnUNetTrainer_LightMedSeg_CPUBench_4x50 --folds 0 --json cmp.json --plot cmp.png
@@ -30,30 +30,36 @@ import json
 import os
 import sys
 
+from .options import DEFAULT_CHECKPOINT, add_device, add_disable_tta, add_shape, plain
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("benchmark",
                               help="benchmark LightMedSeg against stock nnU-Net (network, results, curves)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="benchmark_command", metavar="{network,results,curves}")
     sub.required = True
 
-    n = sub.add_parser("network", help="params, MACs, latency, train-step time, peak memory vs stock nnU-Net")
+    n = sub.add_parser("network", help="params, MACs, latency, train-step time, peak memory vs stock nnU-Net",
+                       description="Both networks built from the same nnU-Net plans (a preprocessed dataset's with "
+                                   "-d, or nnU-Net's default plans for --shape), measured in one run, interleaved.")
     src = n.add_mutually_exclusive_group(required=True)
     src.add_argument("-d", dest="dataset", help="dataset name or ID (preprocessed plans in nnUNet_preprocessed)")
-    src.add_argument("--shape", type=int, nargs=4, metavar=("C", "X", "Y", "Z"),
-                     help="explicit input: channels and spatial size (nnU-Net's default plans for that patch)")
-    n.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default 3d_fullres)")
-    n.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    n.add_argument("--num-classes", type=int, default=4, help="with --shape: classes incl. background (default 4)")
-    n.add_argument("--batch", type=int, default=2, help="with --shape: training batch size (default 2); with -d "
-                                                        "the planned batch size is used")
+    add_shape(src, None, "explicit spatial input size instead of -d (nnU-Net's default plans for that patch; "
+                         "channels: --in-channels)")
+    n.add_argument("--in-channels", type=int, default=4, help="with --shape: input channels (default %(default)s)")
+    n.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default %(default)s)")
+    n.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default %(default)s)")
+    n.add_argument("--num-classes", type=int, default=4,
+                   help="with --shape: classes incl. background (default %(default)s)")
+    n.add_argument("--batch", type=int, default=2, help="with --shape: training batch size (default %(default)s); "
+                                                        "with -d the planned batch size is used")
     n.add_argument("--variants", default="", help="comma-separated LightMedSeg variants besides the default: "
                                                   "standard,no_lspm,no_anchors,no_skip_router,anchorsN")
-    n.add_argument("--runs", type=int, default=5, help="timed forwards per model (default 5)")
-    n.add_argument("--train-runs", type=int, default=3, help="timed training steps per model (default 3)")
-    n.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default 1)")
-    n.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    n.add_argument("--runs", type=int, default=5, help="timed forwards per model (default %(default)s)")
+    n.add_argument("--train-runs", type=int, default=3, help="timed training steps per model (default %(default)s)")
+    n.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default %(default)s)")
+    n.add_argument("--threads", type=int, default=2, help="CPU threads (default %(default)s)")
     n.add_argument("--no-train", action="store_true", help="skip the training-step measurements")
     n.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     n.add_argument("--stock-channels-last", action="store_true",
@@ -62,25 +68,34 @@ def add_parser(subparsers) -> None:
     n.add_argument("--plot", metavar="FILE.png", help="write a bar chart (PNG)")
     n.set_defaults(func=run_network)
 
-    r = sub.add_parser("results", help="compare two trained nnU-Net result folders (Dice, epoch time)")
+    r = sub.add_parser("results", help="compare two trained nnU-Net result folders (Dice, epoch time)",
+                       description="Compares two trained models on nnU-Net's own validation (fold_X/validation/"
+                                   "summary.json): Dice per label, per fold and overall, paired per-case differences "
+                                   "B - A with a paired-bootstrap 95%% CI, Wilcoxon and sign tests, and the wall "
+                                   "time per epoch from the training logs. Typical use: lightmedseg benchmark "
+                                   "results -d ID -c 3d_fullres -tr nnUNetTrainer -tr nnUNetTrainer_LightMedSeg")
     r.add_argument("--a", help="results folder A (TRAINER__PLANS__CONFIG), e.g. stock")
     r.add_argument("--b", help="results folder B, e.g. LightMedSeg; differences are B - A")
     r.add_argument("-d", dest="dataset", help="dataset name or ID (with -c and two -tr instead of --a/--b)")
-    r.add_argument("-c", dest="configuration", default="3d_fullres")
-    r.add_argument("-p", dest="plans", default="nnUNetPlans")
-    r.add_argument("-tr", dest="trainers", action="append", default=[], help="trainer (twice: A then B)")
+    r.add_argument("-c", dest="configuration", default="3d_fullres",
+                   help="with -d: configuration of both models (default %(default)s)")
+    r.add_argument("-p", dest="plans", default="nnUNetPlans",
+                   help="with -d: plans identifier of both models (default %(default)s)")
+    r.add_argument("-tr", dest="trainers", action="append", default=[], help="with -d: trainer, twice (A then B)")
     r.add_argument("--folds", nargs="+", help="folds to compare (default: all with a validation summary)")
     r.add_argument("--test-images", help="also predict this folder of images (nnU-Net naming) with both")
     r.add_argument("--test-labels", help="reference labels for --test-images")
     r.add_argument("--test-output", default="lightmedseg_benchmark_test",
-                   help="where test predictions go (one subfolder per trainer; default ./lightmedseg_benchmark_test)")
-    r.add_argument("--device", default="cpu", help="device for test prediction (cpu, cuda)")
-    r.add_argument("--disable-tta", action="store_true",
-                   help="test prediction without mirroring (nnUNetv2_predict --disable_tta; 8x faster in 3D)")
-    r.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples (default 10000)")
-    r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    r.add_argument("--json", metavar="FILE")
-    r.add_argument("--plot", metavar="FILE.png")
+                   help="where test predictions go, one subfolder per trainer (default ./%(default)s)")
+    add_device(r, what="test prediction")
+    add_disable_tta(r, what="test prediction")
+    r.add_argument("-chk", "--checkpoint", dest="checkpoint", default=DEFAULT_CHECKPOINT,
+                   help="checkpoint used for test prediction, as nnUNetv2_predict -chk (default %(default)s)")
+    r.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples (default %(default)s)")
+    r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
+    r.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
+    r.add_argument("--plot", metavar="FILE.png",
+                   help="write a figure: Dice per label with B - A and its 95%% CI, and per-case Dice B against A")
     r.set_defaults(func=run_results)
 
     from ..benchmark.curves import DEFAULT_REFERENCE, DEFAULT_REFERENCE_LABEL, DEFAULT_TITLE
@@ -93,7 +108,7 @@ def add_parser(subparsers) -> None:
                         "folders (searched recursively for fold_* with a debug.json)")
     c.add_argument("--json", metavar="FILE", help="write every run (settings, per-epoch curve, final Dice) as JSON")
     c.add_argument("--plot", metavar="FILE.png", help="write the two-panel figure (PNG)")
-    c.add_argument("--title", default=DEFAULT_TITLE, help=f"figure title (default {DEFAULT_TITLE!r})")
+    c.add_argument("--title", default=DEFAULT_TITLE, help="figure title (default %(default)r)")
     c.add_argument("--reference", type=float, default=DEFAULT_REFERENCE,
                    help=f"Dice of the dashed reference line (default {DEFAULT_REFERENCE})")
     c.add_argument("--reference-label", default=DEFAULT_REFERENCE_LABEL,
@@ -131,7 +146,7 @@ def run_network(args: argparse.Namespace) -> int:
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         if args.shape:
-            setup = plans_for_shape(args.shape[0], args.num_classes, args.shape[1:], batch_size=args.batch,
+            setup = plans_for_shape(args.in_channels, args.num_classes, args.shape, batch_size=args.batch,
                                     configuration=args.configuration)
         else:
             setup = setup_from_dataset(args.dataset, args.configuration, args.plans)
@@ -207,6 +222,7 @@ def run_results(args: argparse.Namespace) -> int:
             try:
                 test[key] = R.load_summary(R.predict_and_evaluate(folder, folds_int, args.test_images,
                                                                   args.test_labels, dst, args.device,
+                                                                  checkpoint=args.checkpoint,
                                                                   use_mirroring=not args.disable_tta))
             except (ValueError, FileNotFoundError) as e:
                 return _fail(str(e))

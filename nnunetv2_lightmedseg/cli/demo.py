@@ -17,8 +17,12 @@ Evaluation needs held-out labels: ``imagesTs`` + ``labelsTs`` when the dataset h
 does); otherwise the demo reports the Dice of the fold-0 validation cases, which ``nnUNetv2_train`` itself
 predicts and evaluates after training (``fold_0/validation/summary.json``): also cases the network never saw.
 
-The work directory (default ``./lightmedseg_demo``) is marked as the demo's own and is wiped at the start of a
-run; without ``--keep`` it is removed again at the end (unless a step failed: then its logs stay for reading).
+What it trains is kept: the work folder (default ``./lightmedseg_demo``) holds the model, predictions, logs and
+``demo_summary.json`` when the demo ends, and the demo prints where and how to use it. The demo never deletes what
+it did not create: it writes only into a new or empty folder, or into one a previous demo run created (marked by
+a ``.lightmedseg_demo`` file), and replaces a previous run's contents only with ``--overwrite``. ``--clean``
+removes, after a successful run, what this run created (the folder itself if the demo created it, else its
+contents); a user's ``--dataset`` is only linked into the work folder, never copied, changed or deleted.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunetv2_lightmedseg.cli.env import ENV_VAR, ext_trainer_value
+from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
 
 DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
 DEFAULT_DATASET_ID = 990
@@ -44,6 +49,9 @@ CONFIGURATION = "3d_fullres"
 PLANS = "nnUNetPlans"
 FOLD = 0
 MARKER = ".lightmedseg_demo"
+#: `lightmedseg demo` with its defaults, end to end (generate, plan+preprocess, train, predict, evaluate), on 2 idle
+#: CPU cores of this project's machine (README, "Quick start"); the help and the README quote this figure
+MEASURED_DEMO_SECONDS = 107
 DATASET_RE = re.compile(r"^Dataset(\d{3})_(.+)$")
 
 # lines of nnU-Net's output worth echoing when not --verbose (the rest goes to the step's log file)
@@ -269,19 +277,29 @@ def check_raw_dataset(path: Path) -> RawDataset:
 
 
 # ------------------------------------------------------------------------------------------ work folder
-def prepare_workdir(workdir: Path) -> Path:
-    """Create (or wipe) the demo's work folder. Refuses folders it did not create, so nothing else is deleted."""
+def prepare_workdir(workdir: Path, overwrite: bool = False) -> Tuple[Path, bool]:
+    """Create the demo's work folder, or reuse an empty one; returns (folder, created by this call).
+
+    A folder a previous demo run created (marker file) is emptied only with ``overwrite``; any other non-empty
+    folder is refused, so nothing the demo did not create is ever deleted."""
     workdir = Path(workdir).expanduser().resolve()
-    if workdir.exists():
+    created = not workdir.exists()
+    if not created:
         if not workdir.is_dir():
             raise DemoError(f"--workdir {workdir} exists and is not a folder.")
-        if any(workdir.iterdir()) and not (workdir / MARKER).exists():
-            raise DemoError(f"--workdir {workdir} is not empty and was not created by `lightmedseg demo`; "
-                            f"refusing to write (and later delete) there. Pass an empty or new folder.")
-        _clean(workdir)
+        if any(workdir.iterdir()):
+            if not (workdir / MARKER).exists():
+                raise DemoError(f"--workdir {workdir} is not empty and was not created by `lightmedseg demo`; "
+                                f"refusing to write there. Pass a new or empty folder.")
+            if not overwrite:
+                raise DemoError(f"--workdir {workdir} holds a previous `lightmedseg demo` run (its model, "
+                                f"predictions and logs; see {workdir / 'demo_summary.json'}). Pass --overwrite to "
+                                f"replace it, or another --workdir to keep it.")
+            _clean(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / MARKER).write_text("work folder of `lightmedseg demo`; it may delete this folder's contents\n")
-    return workdir
+    (workdir / MARKER).write_text("work folder of `lightmedseg demo` (`lightmedseg demo --overwrite` may replace "
+                                  "its contents)\n")
+    return workdir, created
 
 
 def _clean(workdir: Path) -> None:
@@ -338,16 +356,16 @@ def print_report(result: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- main
-def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: Optional[int], keep: bool,
+def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: Optional[int], clean: bool = False,
              device: str = "cpu", num_processes: int = 2, n_proc_da: int = 0, disable_tta: bool = False,
-             num_train: int = 20, num_test: int = 4, verbose: bool = False) -> dict:
+             num_train: int = 20, num_test: int = 4, verbose: bool = False, overwrite: bool = False) -> dict:
     """Run the demo; returns the result dict (also written to ``workdir/demo_summary.json``)."""
     if dataset is not None:
         ds = check_raw_dataset(dataset)  # check before touching the work folder
         if dataset_id is not None and dataset_id != ds.dataset_id:
             raise DemoError(f"--dataset-id {dataset_id} differs from the id in the folder name {ds.name}; nnU-Net "
                             f"takes the id from the folder name. Drop --dataset-id or rename the folder.")
-    workdir = prepare_workdir(workdir)
+    workdir, created = prepare_workdir(workdir, overwrite)
     env = nnunet_env(workdir)
     raw = Path(env["nnUNet_raw"])
     raw.mkdir(parents=True)
@@ -356,7 +374,12 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
     cpu: Dict[str, float] = {}
     succeeded = False
 
+    current = {"step": "setup"}
+    uses = (f"nnUNet_raw={env['nnUNet_raw']} nnUNet_preprocessed={env['nnUNet_preprocessed']} "
+            f"nnUNet_results={env['nnUNet_results']}")
+
     def step(name: str, cmd: List[str], step_env: Dict[str, str], log: str) -> None:
+        current["step"], current["cmd"] = name, cmd
         seconds[name] = run_step(cmd, step_env, logs / log, verbose, cpu_seconds=cpu, name=name)
 
     try:
@@ -413,61 +436,94 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
         print_report(result)
         succeeded = True
         return result
+    except KeyboardInterrupt:
+        current["interrupted"] = True
+        resume = ""
+        if current["step"] == "train":
+            resume = (f" Resume the training from its last checkpoint: {uses} "
+                      + " ".join(_short(c) for c in current["cmd"]) + " --c")
+        raise DemoInterrupted(f"interrupted during '{current['step']}'; kept {workdir} (what was done so far, "
+                              f"logs in {logs}).{resume} Or run the demo again with --overwrite.") from None
     finally:
-        if succeeded and not keep:
+        if succeeded and clean:
             _clean(workdir)
-            shutil.rmtree(workdir, ignore_errors=True)
-            print(f"Removed the work folder {workdir} (pass --keep to keep the model, predictions and logs).")
+            if created:
+                workdir.rmdir()
+            print(f"--clean: removed what this run created in {workdir}.")
         elif succeeded:
-            print(f"Kept {workdir}: model in nnUNet_results/, predictions/, logs/, demo_summary.json. To use "
-                  f"nnU-Net on it yourself: export nnUNet_raw={env['nnUNet_raw']} "
-                  f"nnUNet_preprocessed={env['nnUNet_preprocessed']} nnUNet_results={env['nnUNet_results']}; "
-                  f'eval "$(lightmedseg env)"')
-        else:
+            print(f"Kept everything in {workdir}:\n  model          {model_dir}\n  predictions    "
+                  f"{workdir / 'predictions' if ds.test_images is not None else summary.parent}\n  logs           "
+                  f"{logs}\n  summary        {workdir / 'demo_summary.json'}\nUse it with nnU-Net: export {uses}; "
+                  f"then e.g. nnUNetv2_predict -i IMAGES -o OUT -d {ds.dataset_id} -c {CONFIGURATION} -f {FOLD} "
+                  f"-tr {trainer} -device {device}. Remove it with `rm -r {workdir}` (or run the demo with --clean).")
+        elif not current.get("interrupted"):
             print(f"Logs kept in {logs}", file=sys.stderr)
+
+
+class DemoInterrupted(DemoError):
+    """Ctrl-C during the demo; the message says what was kept and how to resume."""
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        run_demo(args.dataset, args.workdir, args.trainer, args.dataset_id, args.keep, device=args.device,
+        run_demo(args.dataset, args.workdir, args.trainer, args.dataset_id, clean=args.clean, device=args.device,
                  num_processes=args.num_processes, n_proc_da=args.n_proc_da, disable_tta=args.disable_tta,
-                 num_train=args.num_train, num_test=args.num_test, verbose=args.verbose)
+                 num_train=args.num_train, num_test=args.num_test, verbose=args.verbose, overwrite=args.overwrite)
+    except DemoInterrupted as e:
+        print(f"\nlightmedseg demo: {e}", file=sys.stderr)
+        return 130
     except DemoError as e:
         print(f"lightmedseg demo: error: {e}", file=sys.stderr)
         return 1
     return 0
 
 
+def demo_trainer_length(trainer: str = DEFAULT_TRAINER) -> Tuple[int, int]:
+    """(epochs, iterations per epoch) of a package trainer, read from the class (for the help text)."""
+    from nnunetv2_lightmedseg.training import ALL_TRAINERS
+
+    cls = ALL_TRAINERS[trainer]
+    return (int(cls.training_options.get("num_epochs", 300)),
+            int(cls.training_options.get("num_iterations_per_epoch", 250)))
+
+
 def add_parser(subparsers) -> None:
+    epochs, iters = demo_trainer_length()
     p = subparsers.add_parser(
-        "demo", help="plan -> train -> predict -> evaluate LightMedSeg with nnU-Net's commands (CPU, minutes)",
+        "demo", help=f"plan -> train -> predict -> evaluate LightMedSeg with nnU-Net's commands (CPU; about "
+                     f"{round(MEASURED_DEMO_SECONDS / 60)} minutes on 2 idle cores)",
         description="Runs nnU-Net's real commands (nnUNetv2_plan_and_preprocess, nnUNetv2_train, nnUNetv2_predict, "
                     "nnUNetv2_evaluate_folder) with a short LightMedSeg trainer on a generated synthetic dataset "
                     "(default) or on your raw dataset (--dataset), and prints the Dice reached and the time of "
-                    "each step.")
+                    f"each step. Expected duration with the defaults: {MEASURED_DEMO_SECONDS} s end to end, measured "
+                    "on 2 idle CPU cores; several times that on a busy machine. Everything it creates is kept in "
+                    "--workdir and its location printed at the end.")
     p.add_argument("--dataset", type=Path, default=None, metavar="RAW_DATASET_DIR",
                    help="an nnU-Net raw dataset folder DatasetXXX_Name (imagesTr, labelsTr, dataset.json; with "
                         "imagesTs+labelsTs the Dice is measured on those, else on the fold-0 validation cases). "
                         "Default: generate a synthetic dataset.")
     p.add_argument("--workdir", type=Path, default=Path("lightmedseg_demo"),
-                   help="work folder for nnUNet_raw/_preprocessed/_results, predictions and logs; wiped at start "
-                        "(default: ./lightmedseg_demo)")
+                   help="work folder for nnUNet_raw/_preprocessed/_results, predictions and logs: a new or empty "
+                        "folder, or a previous demo run's with --overwrite (default ./%(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the contents of a previous demo run in --workdir (never a folder the demo did not "
+                        "create)")
+    p.add_argument("--clean", action="store_true",
+                   help="after a successful run, remove what this run created (by default everything is kept)")
+    p.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)  # the default now; accepted for old scripts
     p.add_argument("--trainer", default=DEFAULT_TRAINER,
-                   help=f"nnU-Net trainer class (default {DEFAULT_TRAINER}: 10 epochs x 25 iterations)")
+                   help=f"nnU-Net trainer class (default {DEFAULT_TRAINER}: {epochs} epochs x {iters} iterations)")
     p.add_argument("--dataset-id", type=int, default=None,
                    help=f"id of the generated dataset (default {DEFAULT_DATASET_ID}); with --dataset the id comes "
                         f"from the folder name")
-    p.add_argument("--num-train", type=int, default=20, help="training cases of the generated dataset (20)")
-    p.add_argument("--num-test", type=int, default=4, help="held-out test cases of the generated dataset (4)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"], help="-device for nnU-Net (cpu)")
+    p.add_argument("--num-train", type=int, default=20, help="training cases of the generated dataset (default %(default)s)")
+    p.add_argument("--num-test", type=int, default=4, help="held-out test cases of the generated dataset (default %(default)s)")
+    add_device(p, what="nnU-Net's commands")
     p.add_argument("--num-processes", type=int, default=2,
-                   help="processes for fingerprinting/preprocessing (nnU-Net's -np/-npfp; default 2)")
+                   help="processes for fingerprinting/preprocessing (nnU-Net's -np/-npfp; default %(default)s)")
     p.add_argument("--n-proc-da", type=int, default=0,
                    help="data-augmentation worker processes (nnUNet_n_proc_DA, unless already set in the "
-                        "environment); default 0 = augment in the training process, best on 2 CPU cores")
-    p.add_argument("--disable-tta", action="store_true",
-                   help="predict without test-time mirroring (nnU-Net's --disable_tta; 8x less prediction work)")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the work folder (model, predictions, logs) instead of deleting it at the end")
+                        "environment); default %(default)s = augment in the training process, best on 2 CPU cores")
+    add_disable_tta(p)
     p.add_argument("--verbose", action="store_true", help="echo all of nnU-Net's output, not only the key lines")
     p.set_defaults(func=main)

@@ -7,7 +7,8 @@ classes it does not ship. Usage::
     nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainer_LightMedSeg
 
 Without it nnU-Net stops with ``RuntimeError: Could not find requested nnunet trainer
-nnUNetTrainer_LightMedSeg ...``; the fix is the line above (or put the printed export into ~/.bashrc).
+nnUNetTrainer_LightMedSeg ...``; the fix is the line above, or, once for the whole environment (every shell,
+job and container, robust to moving this package), ``lightmedseg install-trainers``.
 Deliberately imports neither torch nor nnU-Net (runs in milliseconds) and never sets variables itself.
 """
 from __future__ import annotations
@@ -52,7 +53,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "env", help="print `export nnUNet_extTrainer=...` so nnU-Net finds the LightMedSeg trainers",
         description="Print the shell line that makes nnU-Net (nnUNetv2_train/_predict) find the LightMedSeg "
-                    "trainers. Use: eval \"$(lightmedseg env)\". An existing nnUNet_extTrainer value is kept and "
-                    "the trainers folder appended.")
+                    "trainers in this shell. Use: eval \"$(lightmedseg env)\". An existing nnUNet_extTrainer value is "
+                    "kept and the trainers folder appended. For every shell, job and container of this Python "
+                    "environment at once: lightmedseg install-trainers.")
     p.add_argument("--folder", action="store_true", help="print only the trainers folder")
     p.set_defaults(func=run)

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .options import add_model
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -15,18 +17,15 @@ def add_parser(subparsers) -> None:
                     "trained model is loaded as nnUNetv2_predict does and the case is preprocessed like it; "
                     "without -d an untrained LightMedSeg is used (demo of the figures), on -i or on a generated "
                     "phantom.")
-    p.add_argument("-d", dest="dataset", default=None, help="dataset name or ID of the trained model (omit: demo)")
-    p.add_argument("-c", dest="configuration", default="3d_fullres")
-    p.add_argument("-f", dest="fold", default="0")
-    p.add_argument("-tr", dest="trainer", default="nnUNetTrainer_LightMedSeg")
-    p.add_argument("-p", dest="plans", default="nnUNetPlans")
-    p.add_argument("--checkpoint", default="checkpoint_final.pth")
+    add_model(p, dataset_required=False)  # -d omitted: an untrained network (demo of the figures)
     p.add_argument("-i", dest="images", nargs="+", default=None,
                    help="the case's image file(s): CASE_0000.nii.gz (other channels CASE_0001... are found) or all "
                         "channel files; omit (demo only) for a generated phantom")
     p.add_argument("-o", dest="output", required=True, type=Path, help="output folder for the PNGs")
-    p.add_argument("--num-classes", type=int, default=3, help="demo only: output classes of the untrained network")
-    p.add_argument("--seed", type=int, default=0, help="demo only: initialisation / phantom seed")
+    p.add_argument("--num-classes", type=int, default=3,
+                   help="without -d: output classes of the untrained network (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="without -d: initialisation and phantom seed (default %(default)s)")
     p.set_defaults(func=run)
 
 

@@ -19,7 +19,11 @@ def run(args: argparse.Namespace) -> int:
     except PlansOverrideError as e:
         print(f"lightmedseg plans: {e}", file=sys.stderr)
         return 1
-    print(f"Updated {res['plans_file']}:")
+    if res["changed"]:
+        print(f"Updated {res['plans_file']}" + (f" (the plans as they were before: {res['backup']})"
+                                                 if res["backup"] else "") + ":")
+    else:
+        print(f"{res['plans_file']} already has these configurations (unchanged):")
     for name, cfg in res["configurations"].items():
         print(f"  {name}: {json.dumps(cfg)}")
     p_opt = "" if args.p == "nnUNetPlans" else f" -p {args.p}"
@@ -39,7 +43,7 @@ def add_parser(subparsers) -> None:
                     "batch size) to the plans file of an already preprocessed dataset, inheriting from 3d_fullres "
                     "(same preprocessed data: nothing is re-preprocessed). Use with nnUNetv2_train -c <name>.")
     p.add_argument("-d", required=True, help="dataset ID or name (e.g. 4 or Dataset004_Hippocampus)")
-    p.add_argument("-p", default="nnUNetPlans", help="plans identifier to extend (default: nnUNetPlans)")
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier to extend (default %(default)s)")
     p.add_argument("--variant", choices=("paper", "planned", "both"), default="both",
-                   help="which configuration(s) to write (default: both)")
+                   help="which configuration(s) to write (default %(default)s)")
     p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""``lightmedseg profile``: the model card of a LightMedSeg configuration (issue 2).
+"""``lightmedseg profile``: the model card of a LightMedSeg configuration.
 
 Parameters per paper component (``LightMedSeg.parameter_breakdown()``) with the MACs each component executes,
 total MACs/FLOPs, CPU forward latency and peak memory at an input shape (default 1x4x128^3), CUDA latency when a
@@ -18,23 +18,25 @@ import json
 import sys
 
 from ..benchmark.models import VARIANTS, parse_variants
+from .options import add_shape, plain
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "profile", help="model card: params per module, MACs/FLOPs, CPU latency, peak memory (vs stock nnU-Net)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--in-channels", type=int, default=4, help="input modalities (default 4)")
-    p.add_argument("--num-classes", type=int, default=4, help="output classes incl. background (default 4)")
-    p.add_argument("--shape", type=int, nargs=3, default=[128, 128, 128], metavar=("X", "Y", "Z"),
-                   help="spatial input size (default 128 128 128)")
-    p.add_argument("--batch", type=int, default=1, help="batch size of the measured forward (default 1)")
+        description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--in-channels", type=int, default=4, help="input modalities (default %(default)s)")
+    p.add_argument("--num-classes", type=int, default=4,
+                   help="output classes incl. background (default %(default)s)")
+    add_shape(p, (128, 128, 128), "spatial input size")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the measured forward (default %(default)s)")
     p.add_argument("--variant", default="lightmedseg",
                    help=f"LightMedSeg configuration: {', '.join(VARIANTS)}, anchorsN; 'ghost' = the default "
-                        f"(default: lightmedseg)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads; default 2)")
-    p.add_argument("--runs", type=int, default=5, help="timed forwards per model after warm-up (default 5)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default 1)")
+                        f"(default %(default)s)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="CPU threads (torch.set_num_threads; default %(default)s)")
+    p.add_argument("--runs", type=int, default=5, help="timed forwards per model after warm-up (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default %(default)s)")
     p.add_argument("--vs-nnunet", action="store_true",
                    help="also measure stock nnU-Net's PlainConvUNet for the same input (interleaved) and print "
                         "the speed ratio")

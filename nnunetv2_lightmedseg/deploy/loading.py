@@ -23,6 +23,40 @@ class ModelLoadError(RuntimeError):
     """A trained-model folder could not be found or loaded; the message says what to do."""
 
 
+TRAINER_NOT_FOUND_FIX = ("nnU-Net does not know the LightMedSeg trainers in this environment. Register them once "
+                         "(permanent): lightmedseg install-trainers ; or for this shell only: "
+                         "eval \"$(lightmedseg env)\"")
+
+
+def check_network_records(folder: Path, fold, checkpoint: str) -> None:
+    """Refuse (ModelLoadError naming the differences) a checkpoint whose network record differs from the one in
+    the folder's plans.json, which nnU-Net's predictor builds the network from (see training.network_config)."""
+    import json
+
+    from ..training.network_config import KEY, differences
+
+    ckpt_file = Path(folder) / f"fold_{fold}" / checkpoint
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+    stored = ckpt.get(KEY)
+    if stored is None:
+        return  # a model trained before records existed: built from the trainer's options, as before
+    plans = json.loads((Path(folder) / "plans.json").read_text())
+    configuration = ckpt["init_args"]["configuration"]
+    planned = plans.get("configurations", {}).get(configuration, {}).get(KEY)
+    if planned is None:
+        return
+    try:
+        diff = differences(stored.get("config", {}), planned.get("config", {}))
+    except (AttributeError, TypeError):
+        raise ModelLoadError(f"{folder / 'plans.json'}: the '{KEY}' entry is malformed") from None
+    if diff:
+        raise ModelLoadError(
+            f"{ckpt_file} was trained with a different LightMedSeg network than the one {folder / 'plans.json'} "
+            f"describes (nnU-Net builds the network from plans.json):\n  "
+            + "\n  ".join(d.replace("(built)", "(plans.json)").replace("(stored)", "(checkpoint)") for d in diff)
+            + f"\nRestore plans.json's '{KEY}' entry from the checkpoint (torch.load(CHECKPOINT)['{KEY}']).")
+
+
 def model_folder(dataset: Union[int, str], configuration: str, trainer: str,
                  plans: str = "nnUNetPlans") -> Path:
     """``$nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIG`` (nnU-Net's own naming, via its helpers)."""
@@ -56,20 +90,23 @@ def load_predictor(dataset: Union[int, str], configuration: str, fold: Union[int
     if not ckpt.is_file():
         have = sorted(p.name for p in (folder / f"fold_{fold}").glob("*.pth")) if (folder / f"fold_{fold}").is_dir() else []
         raise ModelLoadError(f"checkpoint {ckpt} not found" + (f" (this fold has: {', '.join(have)}; pick one with "
-                                                               f"--checkpoint)" if have else
+                                                               f"-chk)" if have else
                                                                " (is the fold trained?)"))
     for name in ("plans.json", "dataset.json"):
         if not (folder / name).is_file():
             raise ModelLoadError(f"{folder / name} is missing: the model folder is incomplete (nnU-Net writes it "
                                  f"at the start of training)")
+    check_network_records(folder, fold, checkpoint)
     predictor = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False, verbose=False,
                                 verbose_preprocessing=False, allow_tqdm=False)
+    from ..training.network_config import NetworkConfigError
     try:
         predictor.initialize_from_trained_model_folder(str(folder), (fold,), checkpoint_name=checkpoint)
+    except NetworkConfigError as e:
+        raise ModelLoadError(str(e)) from None
     except RuntimeError as e:
         if "Could not find requested nnunet trainer" in str(e):
-            raise ModelLoadError(f"{e}\nFor LightMedSeg trainers set nnUNet_extTrainer to this package's trainers "
-                                 f"folder: eval \"$(lightmedseg env)\"") from None
+            raise ModelLoadError(f"{e}\n{TRAINER_NOT_FOUND_FIX}") from None
         raise
     predictor.network.eval()
     return predictor

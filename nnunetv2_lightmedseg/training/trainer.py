@@ -17,7 +17,9 @@ nnU-Net hook                           LightMedSeg (paper section)
                                        (weights 1, 1/2, 1/4, normalised) when deep supervision is on
 ``configure_optimizers``               AdamW + per-iteration linear warm-up and cosine annealing (§4)
 ``train_step``                         stock step (grad-norm clipping at 12), then one scheduler step
-``initialize``                         stock, then channels_last_3d weights on CPU
+``initialize``                         stock, then channels_last_3d weights on CPU; records the network's
+                                       configuration in the plans nnU-Net copies to the results folder
+``save_checkpoint``/``load_checkpoint``  stock, plus the network record (see :mod:`.network_config`)
 ``num_epochs``                         300 (§4)
 =====================================  ====================================================================
 
@@ -60,7 +62,10 @@ Variants change class attributes only: ``network_options`` (kwargs of :class:`Li
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+import glob
+import os
+import sys
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -75,6 +80,8 @@ from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
+from nnunetv2_lightmedseg.training.network_config import (KEY as NETWORK_KEY, build_from_record, check_matches,
+                                                          differences, make_record)
 
 
 class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
@@ -130,16 +137,25 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         A variant's ``network_options`` may set ``strides``/``kernel_sizes`` itself (they then win). Plans
         without these entries (a custom architecture) give the paper's isotropic schedule. The plain U-Net's
         other entries (widths, convolutions per stage) do not apply to LightMedSeg.
+
+        When the configuration holds a network record (``"lightmedseg_network"``, written by the trainer into the
+        plans it copies to the results folder, see :mod:`.network_config`), the network is built from that record
+        instead of this class's options and the installed defaults: a trained model keeps its architecture.
         """
         patch = [int(p) for p in configuration_manager.patch_size]
         if len(patch) != 3:
             raise ValueError(f"LightMedSeg is a 3D network but this configuration has a {len(patch)}D patch "
                              f"{patch}. Train a 3D configuration, e.g. 3d_fullres.")
-        options = dict(cls.network_options)
-        strides, kernel_sizes = cls.schedule_from_configuration(configuration_manager)
-        options.setdefault("strides", strides)
-        options.setdefault("kernel_sizes", kernel_sizes)
-        network = LightMedSeg(num_input_channels, num_output_channels, **options)
+        record = configuration_manager.configuration.get(NETWORK_KEY)
+        if record is not None:
+            network = build_from_record(record, num_input_channels, num_output_channels,
+                                        source=f"the plans' '{NETWORK_KEY}' entry (plans.json of the model folder)")
+        else:
+            options = dict(cls.network_options)
+            strides, kernel_sizes = cls.schedule_from_configuration(configuration_manager)
+            options.setdefault("strides", strides)
+            options.setdefault("kernel_sizes", kernel_sizes)
+            network = LightMedSeg(num_input_channels, num_output_channels, **options)
         small = minimum_size_message(patch, network.divisor, network.strides, what="patch axis")
         if small:
             minimum = list(network.divisor)
@@ -173,7 +189,14 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         return self._plain_network().deep_supervision_scales()
 
     def initialize(self):
+        if NETWORK_KEY not in self.configuration_manager.configuration:
+            folder_record = self._record_of_trained_folds()
+            if folder_record is not None:
+                self._use_record(folder_record)
         super().initialize()
+        # the plans nnU-Net copies to the results folder (on_train_start) now describe the network built, so that
+        # nnUNetPredictor rebuilds exactly this network whatever plugin version is installed then
+        self._use_record(make_record(self._plain_network()))
         if self.device.type == "cpu":
             # oneDNN's 3D convolutions are much faster in channels_last_3d; the network converts its input on
             # CPU, converting the weights too avoids a reorder per convolution call. Module.to() keeps the
@@ -182,11 +205,74 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             self.network.to(memory_format=torch.channels_last_3d)
         net = self._plain_network()
         self.print_to_log_file(
-            f"LightMedSeg: {sum(p.numel() for p in self.network.parameters()):,} parameters, options "
-            f"{self.network_options or 'paper defaults'}, resolution schedule from the plans: "
-            f"{describe(net.strides, net.kernel_sizes)}; AdamW lr {self.initial_lr}, weight decay "
+            f"LightMedSeg: {sum(p.numel() for p in self.network.parameters()):,} parameters, configuration "
+            f"{net.config}, resolution schedule {describe(net.strides, net.kernel_sizes)}; AdamW lr {self.initial_lr}, weight decay "
             f"{self.weight_decay}, warm-up {self.lr_scheduler.warmup_iterations} of "
             f"{self.lr_scheduler.total_iterations} iterations, cosine to {self.min_lr}")
+
+    # ---------------------------------------------------------------------------------------------------- #
+    # the network record (plans copy in the results folder, checkpoints); see network_config
+    def _use_record(self, record: Dict[str, Any]) -> None:
+        """Make ``record`` the network of this trainer's configuration, in the plans manager's plans (what
+        on_train_start copies to the results folder) and in the configuration manager (what
+        build_network_architecture reads)."""
+        # copy on write: the plans dict the trainer was given may be shared (never change the caller's copy)
+        plans = self.plans_manager.plans
+        configurations = dict(plans["configurations"])
+        configurations[self.configuration_name] = {**configurations[self.configuration_name], NETWORK_KEY: record}
+        self.plans_manager.plans = {**plans, "configurations": configurations}
+        self.configuration_manager.configuration[NETWORK_KEY] = record  # this trainer's own resolved copy
+        if not self.was_initialized:  # the loss and data loader follow the network's outputs
+            self.enable_deep_supervision = bool(record.get("config", {}).get("deep_supervision", False))
+
+    def _record_of_trained_folds(self) -> Optional[Dict[str, Any]]:
+        """The record in the results folder's plans.json when a fold there already has a checkpoint.
+
+        nnU-Net's predictor builds one network for all folds of a folder, so a new fold must have the same
+        network as the folds already trained, even when the installed plugin's defaults changed meanwhile."""
+        plans_file = os.path.join(self.output_folder_base, "plans.json")
+        if not os.path.isfile(plans_file) or not glob.glob(os.path.join(self.output_folder_base, "fold_*", "*.pth")):
+            return None
+        from batchgenerators.utilities.file_and_folder_operations import load_json
+        record = load_json(plans_file).get("configurations", {}).get(self.configuration_name, {}).get(NETWORK_KEY)
+        if isinstance(record, dict) and isinstance(record.get("config"), dict):
+            mine = LightMedSeg(int(record.get("input_channels", 1)), int(record.get("num_classes", 2)),
+                               **self.network_options).config
+            diff = differences(record.get("config", {}), mine)
+            if diff:
+                self.print_to_log_file(
+                    f"LightMedSeg: {plans_file} holds the network of folds already trained here; this fold uses it "
+                    f"too (differences to the installed defaults: {'; '.join(diff)})", also_print_to_console=True)
+        return record
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint plus the network record under ``"lightmedseg_network"`` (outside the state dict:
+        nnU-Net's -pretrained_weights loader expects tensors only there). Rewritten atomically."""
+        super().save_checkpoint(filename)
+        if self.local_rank != 0 or self.disable_checkpointing or not os.path.isfile(filename):
+            return
+        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
+        checkpoint[NETWORK_KEY] = make_record(self._plain_network())
+        tmp = f"{filename}.tmp"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        """nnU-Net's load_checkpoint (``--c``, ``--val``, ``--val_best``), with the network built from the
+        checkpoint's record; a checkpoint whose record differs from an already built network is refused with
+        the differences."""
+        if isinstance(filename_or_checkpoint, str):
+            source = filename_or_checkpoint
+            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        else:
+            source, checkpoint = "the checkpoint", filename_or_checkpoint
+        record = checkpoint.get(NETWORK_KEY)
+        if record is not None:
+            if self.was_initialized:
+                check_matches(record, self.network, source)
+            else:
+                self._use_record(record)
+        super().load_checkpoint(filename_or_checkpoint)
 
     # ---------------------------------------------------------------------------------------------------- #
     # loss
@@ -222,4 +308,77 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         out = super().train_step(batch)
         # per-iteration schedule; nnU-Net's on_train_epoch_start re-syncs it to epoch * iterations_per_epoch
         self.lr_scheduler.step()
+        self._advance_progress(out)
         return out
+
+    # ---------------------------------------------------------------------------------------------------- #
+    # feedback: a progress bar inside each epoch, one line on Ctrl-C
+    _progress = None
+
+    def show_progress(self) -> bool:
+        """Progress bars only on an interactive terminal (never in log files or pipes), on the first worker."""
+        return self.local_rank == 0 and sys.stdout.isatty() and sys.stderr.isatty()
+
+    def _open_progress(self, total: int, what: str) -> None:
+        self._close_progress()
+        if self.show_progress():
+            from tqdm import tqdm
+            self._progress = tqdm(total=total, desc=f"epoch {self.current_epoch} {what}", unit="it", leave=False,
+                                  dynamic_ncols=True, bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| "
+                                                                 "{rate_fmt}, {remaining} left{postfix}")
+
+    def _advance_progress(self, out: dict) -> None:
+        if self._progress is not None:
+            if "loss" in out:
+                self._progress.set_postfix_str(f"loss {float(out['loss']):.4f}", refresh=False)
+            self._progress.update(1)
+
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._open_progress(self.num_iterations_per_epoch, "training")
+
+    def on_train_epoch_end(self, train_outputs: List[dict]):
+        self._close_progress()
+        super().on_train_epoch_end(train_outputs)
+
+    def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
+        self._open_progress(self.num_val_iterations_per_epoch, "validation")
+
+    def validation_step(self, batch: dict) -> dict:
+        out = super().validation_step(batch)
+        self._advance_progress(out)
+        return out
+
+    def on_validation_epoch_end(self, val_outputs: List[dict]):
+        self._close_progress()
+        super().on_validation_epoch_end(val_outputs)
+
+    def interrupted_message(self) -> str:
+        """The one line printed when training is interrupted: what is kept and the command that resumes."""
+        kept = [name for name in ("checkpoint_latest.pth", "checkpoint_best.pth")
+                if os.path.isfile(os.path.join(self.output_folder, name))]
+        plans = "" if self.plans_manager.plans_name == "nnUNetPlans" else f" -p {self.plans_manager.plans_name}"
+        resume = (f"nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} {self.fold} "
+                  f"-tr {type(self).__name__}{plans} -device {self.device.type} --c")
+        if kept:
+            return (f"training interrupted in epoch {self.current_epoch}; kept {' and '.join(kept)} in "
+                    f"{self.output_folder} (checkpoint_latest.pth is written every {self.save_every} epochs); resume "
+                    f"with: {resume}")
+        return (f"training interrupted in epoch {self.current_epoch} before a checkpoint was written (nnU-Net writes "
+                f"checkpoint_latest.pth every {self.save_every} epochs), so `{resume}` starts over")
+
+    def run_training(self):
+        """nnU-Net's training loop; Ctrl-C ends it with one line (what was kept, how to resume), no traceback."""
+        try:
+            super().run_training()
+        except KeyboardInterrupt:
+            self._close_progress()
+            if self.local_rank == 0:
+                print(f"\n{self.interrupted_message()}", file=sys.stderr, flush=True)
+            raise SystemExit(130) from None

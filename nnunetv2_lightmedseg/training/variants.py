@@ -159,9 +159,11 @@ class nnUNetTrainer_LightMedSeg_Demo(nnUNetTrainer_LightMedSeg):
     Peak LR 1e-2 instead of the default 3e-3: a 160-iteration run at 1e-3 barely leaves the initialisation on the
     generated phantoms (measured: 20 iterations at 1e-3 left the validation Dice at the untrained level, 1e-2
     reached a pseudo Dice of 0.53 for 'outer'), so the demo would show the pipeline but not learning. Runs of
-    1,250 iterations and more use the default (3e-3 beat 1e-2 there, see the trainer's docstring)."""
+    1,250 iterations and more use the default (3e-3 beat 1e-2 there, see the trainer's docstring).
+    A checkpoint every epoch (``save_every=1``, nnU-Net's default is 50): an interrupted demo resumes with ``--c``
+    from the last epoch, not from the start."""
     training_options = {"num_epochs": 8, "num_iterations_per_epoch": 20, "num_val_iterations_per_epoch": 5,
-                        "initial_lr": 1e-2}
+                        "initial_lr": 1e-2, "save_every": 1}
 
 
 class nnUNetTrainer_LightMedSeg_Smoke(nnUNetTrainer_LightMedSeg):

@@ -48,3 +48,17 @@ class nnUNetTrainer_LightMedSeg_E2ESeeded(nnUNetTrainer_LightMedSeg_E2E):
         np.random.seed(0)
         torch.manual_seed(0)
         super().__init__(plans, configuration, fold, dataset_json, device)
+
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer  # noqa: E402
+
+
+class nnUNetTrainer_E2EStock(nnUNetTrainer):
+    """Stock nnU-Net (plain U-Net, DC+CE, SGD) for the after-training workflow tests (test_workflows.py): the
+    length of nnUNetTrainer_LightMedSeg_Smoke (2 epochs x 10 iterations, 2 validation iterations), so that
+    find_best_configuration / ensembling have a stock model to compare and combine with a LightMedSeg one."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=None):
+        import torch
+        super().__init__(plans, configuration, fold, dataset_json, device or torch.device("cuda"))
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 2, 10, 2
