@@ -71,8 +71,8 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
 def component_flops(counts: Dict[str, int], root: str, components: Dict[str, Sequence[str]]) -> Dict[str, int]:
     """Sum FlopCounterMode's inclusive per-module counts into named components.
 
-    ``components`` maps a display name to module paths relative to the model (e.g. ``"head": ["head",
-    "head_up"]``). A module whose ``forward`` is not called (e.g. a container whose children are called from the
+    ``components`` maps a display name to module paths relative to the model (e.g. ``"encoder_stage1":
+    ["encoder.0"]``). A module whose ``forward`` is not called (e.g. a container whose children are called from the
     parent's forward) has no entry of its own: then its outermost recorded descendants are summed, never a module
     and its descendant together. What no component claims is returned as ``"(other)"``.
     """
@@ -101,8 +101,6 @@ def lightmedseg_components(model: nn.Module) -> Dict[str, List[str]]:
             comp[key] = [f"encoder.{int(key[13:]) - 1}"]
         elif key.startswith("decoder_stage"):
             comp[key] = [f"decoder.{int(key[13:]) - 1}"]
-        elif key == "head":
-            comp[key] = ["head", "head_up"]
         else:
             comp[key] = [key]
     return comp
