@@ -50,7 +50,8 @@ def test_progress_bar_on_a_terminal_only(trainer, monkeypatch, capsys):
     t.current_epoch = 1
     run_one_epoch(t)
     err = capsys.readouterr().err
-    assert f"epoch 1 training: 3/{t.num_iterations_per_epoch}" in err and "epoch 1 validation: 2/" in err
+    # tqdm redraws at most every 0.1 s, so which counts appear depends on speed; the bars and their totals do not
+    assert f"epoch 1 training: 0/{t.num_iterations_per_epoch}" in err and "epoch 1 validation: 0/2" in err
     assert "left" in err and ("it/s" in err or "s/it" in err) and "loss " in err
     assert t._progress is None  # closed at the end of each phase
 
