@@ -173,7 +173,7 @@ def region_run(tmp_path_factory) -> Tuple[dict, Path]:
     """A generated BraTS-like region dataset (4 channels) given to the demo with --dataset."""
     root = tmp_path_factory.mktemp("e2e_region")
     dataset = write_region_dataset(root / "raw", dataset_id=991, num_channels=4, num_train=10, num_test=3)
-    return run_demo(root / "demo", "--dataset", str(dataset)), dataset
+    return run_demo(root / "demo", "--dataset", str(dataset), "--trainer", "nnUNetTrainer_LightMedSeg_E2ESeeded3x20"), dataset
 
 
 # ------------------------------------------------------------------------------------------- main paths

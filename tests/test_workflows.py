@@ -203,7 +203,9 @@ def test_finetune_with_pretrained_weights_on_a_dataset_with_other_labels(trained
     base = tiny_preprocessed_dataset()
     env = env_for(tmp_path / "results")
     write_blob_dataset(base / "raw", 994, "LMSFourLabels", n_cases=5, seed=1, blob_label=True)
-    plan_and_preprocess(env, 994)
+    # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA): 0 (single-threaded augmentation, set for
+    # training) is invalid there
+    plan_and_preprocess({k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}, 994)
     pretrained = model_dir(trained["results"], LMS) / "fold_0" / "checkpoint_final.pth"
     p = run_console(["nnUNetv2_train", "994", "3d_fullres", "0", "-tr", LMS, "-device", "cpu",
                      "-pretrained_weights", pretrained], env, timeout=TIMEOUT)
