@@ -36,11 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "plans", help="add LightMedSeg configurations (paper 128^3/batch 8, or planned patch rounded to 16) "
+        "plans", help="add LightMedSeg configurations (paper 128^3/batch 8, or the planned patch rounded up to the "
+                      "network's per-axis divisor) "
                       "to a preprocessed dataset's plans",
         description="Adds 3d_fullres_lightmedseg (128^3 patch, batch 8: the paper) and/or "
-                    "3d_fullres_lightmedseg_planned (nnU-Net's planned patch rounded up to a multiple of 16, planned "
-                    "batch size) to the plans file of an already preprocessed dataset, inheriting from 3d_fullres "
+                    "3d_fullres_lightmedseg_planned (nnU-Net's planned patch rounded up, per axis, to a multiple of the "
+                    "network's divisor for these plans (16 on isotropic plans), planned batch size) to the plans file of an already preprocessed dataset, inheriting from 3d_fullres "
                     "(same preprocessed data: nothing is re-preprocessed). Use with nnUNetv2_train -c <name>.")
     p.add_argument("-d", required=True, help="dataset ID or name (e.g. 4 or Dataset004_Hippocampus)")
     p.add_argument("-p", default="nnUNetPlans", help="plans identifier to extend (default %(default)s)")
