@@ -287,8 +287,9 @@ def test_channel_count_differs_from_checkpoint(region_run, label_run, tmp_path):
     result, _ = region_run
     env = _train_env(Path(result["workdir"]))
     images = Path(label_run["workdir"]) / "nnUNet_raw" / label_run["dataset"] / "imagesTs"
+    trainer = Path(result["model_folder"]).name.split("__")[0]  # the trainer the region model was trained with
     p = run_console(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "out", "-d", "991", "-c", "3d_fullres",
-                 "-f", "0", "-tr", E2E, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta",
+                 "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta",
                  "--disable_progress_bar"], env, timeout=900, check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0
