@@ -63,7 +63,8 @@ class nnUNetTrainer_LMSExp2_clamp3_5ep(_Study):
 
 
 # learning curves (issue 8, item 2): the final recipe (peak LR 3e-3, class-weight clamp [1/3, 3]) spelled out,
-# for the long run of 30 x 250 iterations. Run alone, two threads (STUDY_THREADS=2), nnUNet_n_proc_DA=1.
+# for the long run of 30 x 250 iterations (checkpoint every epoch: it may span sessions, resumed with --c).
+# Run alone, two threads (STUDY_THREADS=2), nnUNet_n_proc_DA=1.
 class nnUNetTrainer_LMSLong_30ep(_Study):
-    training_options = {"num_epochs": 30, "initial_lr": 3e-3}
+    training_options = {"num_epochs": 30, "initial_lr": 3e-3, "save_every": 1}  # resumable with --c
     loss_options = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
