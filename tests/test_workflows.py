@@ -216,3 +216,19 @@ def test_finetune_with_pretrained_weights_on_a_dataset_with_other_labels(trained
     assert ckpt["lightmedseg_network"]["num_classes"] == 4
     heads = [k for k in ckpt["network_weights"] if ".seg_layers." in k]
     assert heads and all(ckpt["network_weights"][k].shape[0] == 4 for k in heads if k.endswith(".0.weight"))
+
+
+def test_benchmark_predict_times_both_models_on_the_folds_validation_cases(trained, tmp_path):
+    """``lightmedseg benchmark predict`` runs nnU-Net's predictor for a stock and a LightMedSeg model on the fold's
+    validation cases (splits_final.json), with and without mirroring, and reports one row per model and setting."""
+    out = tmp_path / "predict.json"
+    p = run_console(["lightmedseg", "benchmark", "predict", "-d", TINY_ID, "-tr", STOCK, "-tr", LMS, "--val-fold",
+                     "0", "--threads", "1", "--warmup", "0", "--json", out], trained["env"], timeout=TIMEOUT)
+    assert "cases/min" in p.stdout
+    res = json.loads(out.read_text())
+    splits = json.loads((tiny_preprocessed_dataset() / "preprocessed" / TINY_NAME / "splits_final.json").read_text())
+    val = sorted(splits[0]["val"])
+    assert [Path(c).name for c in res["cases"]] == [f"{k}_0000.nii.gz" for k in val]
+    assert {(r["mirroring"], r["model"]) for r in res["rows"]} == {(m, t) for m in ("on", "off") for t in (STOCK, LMS)}
+    assert all(r["cases"] == len(val) and r["seconds_per_case"]["min"] > 0 for r in res["rows"])
+    assert res["info"]["threads"] == 1

@@ -4,6 +4,10 @@
 it, LightMedSeg as ``nnUNetTrainer_LightMedSeg`` does, plus variants), measured in one run, interleaved: params,
 MACs/FLOPs, forward latency, nnU-Net train-step time at the planned batch and patch, peak memory.
 
+``benchmark predict``: two trained models (``-tr`` twice) timed with nnU-Net's own predictor on the same cases
+(preprocessing, sliding window with and without test-time mirroring, export), interleaved case by case: seconds
+per case, cases per minute and the speed-up, the figure a CPU user of ``nnUNetv2_predict`` feels.
+
 ``benchmark results``: two trained result folders (``TRAINER__PLANS__CONFIG``) compared on nnU-Net's own
 validation (``fold_X/validation/summary.json``): Dice per label, per fold and overall, paired per-case differences
 (bootstrap CI, Wilcoxon, sign test), wall time per epoch from the training logs; optionally both predicted on a
@@ -18,6 +22,7 @@ Examples::
 
     lightmedseg benchmark network --in-channels 4 --shape 128 128 128 --json bench.json --plot bench.png
     lightmedseg benchmark network -d 4 -c 3d_fullres --variants standard,no_lspm
+    lightmedseg benchmark predict -d 4 -c 3d_fullres -tr nnUNetTrainer -tr nnUNetTrainer_LightMedSeg --val-fold 0
     lightmedseg benchmark results -d 4 -c 3d_fullres -tr nnUNetTrainer_CPUBench_4x50 \\
         -tr nnUNetTrainer_LightMedSeg_CPUBench_4x50 --folds 0 --json cmp.json --plot cmp.png
     lightmedseg benchmark curves $nnUNet_results/Dataset004_Hippocampus --plot curves.png --json curves.json \
@@ -30,14 +35,14 @@ import json
 import os
 import sys
 
-from .options import DEFAULT_CHECKPOINT, add_device, add_disable_tta, add_shape, plain
+from .options import DEFAULT_CHECKPOINT, add_checkpoint, add_device, add_disable_tta, add_shape, plain
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("benchmark",
-                              help="benchmark LightMedSeg against stock nnU-Net (network, results, curves)",
+                              help="benchmark LightMedSeg against stock nnU-Net (network, predict, results, curves)",
                               description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="benchmark_command", metavar="{network,results,curves}")
+    sub = p.add_subparsers(dest="benchmark_command", metavar="{network,predict,results,curves}")
     sub.required = True
 
     n = sub.add_parser("network", help="params, MACs, latency, train-step time, peak memory vs stock nnU-Net",
@@ -67,6 +72,31 @@ def add_parser(subparsers) -> None:
     n.add_argument("--json", metavar="FILE", help="write the rows as a JSON list")
     n.add_argument("--plot", metavar="FILE.png", help="write a bar chart (PNG)")
     n.set_defaults(func=run_network)
+
+    pr = sub.add_parser("predict", help="cases per minute of nnU-Net's predictor for two trained models",
+                        description="Times nnU-Net's own predictor (preprocessing, sliding window with and without "
+                                    "test-time mirroring, export) for trained models on the same cases, interleaved "
+                                    "case by case (ABBA), and reports seconds per case, cases per minute and the "
+                                    "speed-up over the first -tr. Typical use: lightmedseg benchmark predict -d 4 "
+                                    "-c 3d_fullres -tr nnUNetTrainer -tr nnUNetTrainer_LightMedSeg --val-fold 0")
+    pr.add_argument("-d", dest="dataset", required=True, help="dataset name or ID")
+    pr.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default %(default)s)")
+    pr.add_argument("-tr", dest="trainers", action="append", default=[],
+                    help="trainer, at least twice (the first is the reference of the speed-up)")
+    pr.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default %(default)s)")
+    pr.add_argument("-f", dest="fold", default="0", help="fold of the trained models: 0-4 or 'all' (default %(default)s)")
+    add_checkpoint(pr)
+    cases = pr.add_mutually_exclusive_group(required=True)
+    cases.add_argument("-i", dest="input", help="folder of images to predict (nnU-Net naming CASE_XXXX.ending)")
+    cases.add_argument("--val-fold", type=int, help="predict the raw images of this fold's validation cases "
+                                                    "(splits_final.json)")
+    pr.add_argument("--num-cases", type=int, help="only the first N cases (default: all)")
+    pr.add_argument("--mirroring", default="on,off", choices=("on,off", "on", "off"),
+                    help="test-time mirroring settings to time (default %(default)s)")
+    pr.add_argument("--threads", type=int, default=2, help="CPU threads (default %(default)s)")
+    pr.add_argument("--warmup", type=int, default=1, help="untimed warm-up cases per model (default %(default)s)")
+    pr.add_argument("--json", metavar="FILE", help="write the rows and the run's settings as JSON")
+    pr.set_defaults(func=run_predict)
 
     r = sub.add_parser("results", help="compare two trained nnU-Net result folders (Dice, epoch time)",
                        description="Compares two trained models on nnU-Net's own validation (fold_X/validation/"
@@ -173,6 +203,54 @@ def run_network(args: argparse.Namespace) -> int:
     if args.plot:
         plot_network_rows(rows, args.plot, f"{setup.source}\n{info['threads']} CPU thread(s), torch {info['torch']}")
         print(f"wrote {args.plot}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..benchmark import predict as P
+    from ..deploy.loading import ModelLoadError, model_folder
+
+    try:
+        if len(args.trainers) < 2:
+            raise ValueError("give at least two -tr (the first is the reference), e.g. -tr nnUNetTrainer "
+                             "-tr nnUNetTrainer_LightMedSeg")
+        if len(set(args.trainers)) != len(args.trainers):
+            raise ValueError(f"each -tr once, got {args.trainers}")
+        for name in ("threads", "num_cases"):
+            if getattr(args, name) is not None and getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if args.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+        if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+            raise ValueError(f"output folder of {args.json} does not exist")
+        from batchgenerators.utilities.file_and_folder_operations import load_json
+        dataset_json = model_folder(args.dataset, args.configuration, args.trainers[0], args.plans) / "dataset.json"
+        if not dataset_json.is_file():
+            raise ValueError(f"no trained model at {dataset_json.parent}: train it first (nnUNetv2_train "
+                             f"{args.dataset} {args.configuration} {args.fold} -tr {args.trainers[0]})")
+        ending = load_json(str(dataset_json))["file_ending"]
+        cases = (P.cases_from_folder(args.input, ending) if args.input
+                 else P.validation_cases(args.dataset, args.val_fold, ending))
+        cases = cases[:args.num_cases] if args.num_cases else cases
+        mirroring = [m == "on" for m in args.mirroring.split(",")]
+        print(f"{len(cases)} case(s); models: {', '.join(args.trainers)}; mirroring {args.mirroring}; "
+              f"{args.threads} CPU thread(s)", flush=True)
+        rows, info = P.run_prediction_benchmark(args.dataset, args.configuration, args.trainers, args.fold,
+                                                args.plans, args.checkpoint, cases, ending, mirroring,
+                                                args.threads, args.warmup,
+                                                progress=lambda s: print("  " + s, flush=True))
+    except (ValueError, ModelLoadError, RuntimeError) as e:
+        return _fail(str(e))
+    source = args.input if args.input else f"fold-{args.val_fold} validation cases"
+    header = (f"nnU-Net prediction, {args.dataset} {args.configuration} fold {args.fold}, {len(cases)} case(s) "
+              f"({source}); CPU, {info['threads']} thread(s), torch {info['torch']}; load average "
+              f"{info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after")
+    print()
+    print(P.format_prediction_table(rows, header))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(_jsonable({"rows": rows, "info": info, "cases": [c[0] for c in cases]}), f, indent=2)
+        print(f"wrote {args.json}")
     return 0
 
 
