@@ -31,6 +31,9 @@ Trainer                                          network      epochs     iters  
 ``nnUNetTrainer_LightMedSeg_Smoke``              paper        2          10     tests, 2 val iters
 ===============================================  ===========  =========  =====  ===================================
 
+The network variants' options come from the registry :mod:`nnunetv2_lightmedseg.network.variants` (name ->
+``LightMedSeg`` keyword arguments and the trainer that trains it).
+
 All LightMedSeg trainers use AdamW with a per-iteration warm-up (3%) and cosine schedule sized to their own
 length, so a short run still warms up and anneals fully. The CPU-benchmark pair differs only in
 network/loss/optimiser: same plans, patch, batch size, augmentation, iterations and validation iterations.
@@ -41,32 +44,33 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunetv2_lightmedseg.network.schedule import DEFAULT_KERNEL_SIZES, DEFAULT_STRIDES
+from nnunetv2_lightmedseg.network.variants import (ANCHORS16, ANCHORS32, DEEP_SUPERVISION, FULL_RESOLUTION_DECODER,
+                                                   ISOTROPIC, NO_ANCHORS, NO_LSPM, NO_SKIP_ROUTER, STANDARD_CONV)
 from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
 # ---------------------------------------------------------------------------------------------- ablations
 class nnUNetTrainer_LightMedSeg_StandardConv(nnUNetTrainer_LightMedSeg):
-    network_options = {"conv_type": "standard"}
+    network_options = dict(STANDARD_CONV.options)
 
 
 class nnUNetTrainer_LightMedSeg_NoLSPM(nnUNetTrainer_LightMedSeg):
-    network_options = {"use_lspm": False}
+    network_options = dict(NO_LSPM.options)
 
 
 class nnUNetTrainer_LightMedSeg_NoAnchors(nnUNetTrainer_LightMedSeg):
-    network_options = {"use_anchors": False}
+    network_options = dict(NO_ANCHORS.options)
 
 
 class nnUNetTrainer_LightMedSeg_NoSkipRouter(nnUNetTrainer_LightMedSeg):
-    network_options = {"use_skip_router": False}
+    network_options = dict(NO_SKIP_ROUTER.options)
 
 
 class nnUNetTrainer_LightMedSeg_16anchors(nnUNetTrainer_LightMedSeg):
-    network_options = {"num_anchors": 16}
+    network_options = dict(ANCHORS16.options)
 
 
 class nnUNetTrainer_LightMedSeg_32anchors(nnUNetTrainer_LightMedSeg):
-    network_options = {"num_anchors": 32}
+    network_options = dict(ANCHORS32.options)
 
 
 # --------------------------------------------------------------------- options outside the paper's default
@@ -76,25 +80,21 @@ class nnUNetTrainer_LightMedSeg_FullResDecoder(nnUNetTrainer_LightMedSeg):
     Measured: +0.030 mean Dice, paired 95% CI [+0.025, +0.036], 37 of 40 cases better (Dataset004 fold 0, 1,250
     iterations, peak LR 3e-3; docs/benchmarks.md section 3b). Not the default because it leaves the paper's
     14.64 GFLOPs budget."""
-    network_options = {"full_resolution_decoder": True}
+    network_options = dict(FULL_RESOLUTION_DECODER.options)
 
 
 class nnUNetTrainer_LightMedSeg_DeepSupervision(nnUNetTrainer_LightMedSeg):
     """Auxiliary 1x1x1 heads on decoder stages 2 and 3, trained with nnU-Net's DeepSupervisionWrapper
     (weights 4/7, 2/7, 1/7 for the outputs at 1, 1/2, 1/4 of the patch); validation and prediction use the
     full-resolution output only. The paper has no deep supervision."""
-    network_options = {"deep_supervision": True}
-
-
-#: the paper's resolution schedule, ignoring the plans' strides and kernels (see network/schedule.py)
-ISOTROPIC = {"strides": [list(s) for s in DEFAULT_STRIDES], "kernel_sizes": [list(k) for k in DEFAULT_KERNEL_SIZES]}
+    network_options = dict(DEEP_SUPERVISION.options)
 
 
 class nnUNetTrainer_LightMedSeg_Isotropic(nnUNetTrainer_LightMedSeg):
     """The paper's isotropic ``[2, 2, 2]`` x 4 schedule and 3x3x3 kernels on any plans (needs a patch of at least
     16 voxels per axis): the baseline of the thick-slice comparison (``scripts/thick_slice_benchmark.sh``), and
     the network this package built for every plans before the schedule followed them (issue 9)."""
-    network_options = dict(ISOTROPIC)
+    network_options = dict(ISOTROPIC.options)
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)
