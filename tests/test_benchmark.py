@@ -19,6 +19,7 @@ from nnunetv2_lightmedseg.benchmark import (count_macs, count_parameters, plans_
 from nnunetv2_lightmedseg.benchmark import results as R
 from nnunetv2_lightmedseg.benchmark.measure import component_flops, interleaved_timings, summarize
 from nnunetv2_lightmedseg.cli.main import main as cli
+from nnunetv2_lightmedseg.network.variants import ANCHORS16, NO_LSPM
 
 ROW_FIELDS = ("name", "params", "macs", "flops", "latency_s", "train_step_s", "peak_mem_mb", "latency_spread")
 
@@ -79,13 +80,27 @@ def test_summarize_and_interleaving_order():
 
 
 # ---------------------------------------------------------------------------------------------- benchmark network
+NO_LSPM_ROW = "lightmedseg_" + NO_LSPM.name  # the benchmark's row of a variant
+
+
+def test_variants_are_built_by_their_trainer_or_by_the_constructor_when_they_have_none():
+    from nnunetv2_lightmedseg.benchmark import build_lightmedseg_network
+    setup = plans_for_shape(1, 3, (32, 32, 32))
+    net, built_by = build_lightmedseg_network(setup, ANCHORS16.name)
+    assert built_by == f"{ANCHORS16.trainer}.build_network_architecture" and net.config["num_anchors"] == 16
+    net, built_by = build_lightmedseg_network(setup, "anchors12")  # anchorsN: no trainer of its own, labelled
+    assert built_by == "LightMedSeg(1, 3, num_anchors=12)" and net.config["num_anchors"] == 12
+    with pytest.raises(ValueError, match="unknown LightMedSeg variant 'anchors'"):
+        build_lightmedseg_network(setup, "anchors")
+
+
 @pytest.fixture(scope="module")
 def network_rows(tmp_path_factory):
     """One CLI run on a tiny shape, everything measured (train step, peak memory subprocesses)."""
     out = tmp_path_factory.mktemp("bench")
     js, png = out / "rows.json", out / "rows.png"
     rc = cli(["benchmark", "network", "--in-channels", "1", "--shape", "32", "32", "32", "--num-classes", "3", "--batch", "2",
-              "--variants", "no_lspm", "--runs", "1", "--train-runs", "1", "--threads", "1",
+              "--variants", NO_LSPM.name, "--runs", "1", "--train-runs", "1", "--threads", "1",
               "--json", str(js), "--plot", str(png)])
     assert rc == 0
     return json.loads(js.read_text()), png
@@ -93,7 +108,7 @@ def network_rows(tmp_path_factory):
 
 def test_network_rows_have_positive_measurements(network_rows):
     rows, png = network_rows
-    assert [r["name"] for r in rows] == ["nnunet", "lightmedseg", "lightmedseg_no_lspm"]
+    assert [r["name"] for r in rows] == ["nnunet", "lightmedseg", NO_LSPM_ROW]
     for r in rows:
         for f in ROW_FIELDS:
             assert f in r, f"{r['name']} lacks {f}"
@@ -112,7 +127,7 @@ def test_network_rows_counts_match_direct_builds(network_rows):
     assert by["nnunet"]["macs"] == count_macs(stock_network_for_shape(1, 3, (32, 32, 32)), (1, 1, 32, 32, 32))
     lms = LightMedSeg(1, 3)
     assert by["lightmedseg"]["params"] == sum(lms.parameter_breakdown().values())
-    assert by["lightmedseg_no_lspm"]["params"] == sum(LightMedSeg(1, 3, use_lspm=False).parameter_breakdown().values())
+    assert by[NO_LSPM_ROW]["params"] == sum(LightMedSeg(1, 3, **NO_LSPM.options).parameter_breakdown().values())
     assert by["lightmedseg"]["params_vs_stock"] == pytest.approx(by["lightmedseg"]["params"] / by["nnunet"]["params"])
     assert by["lightmedseg"]["latency_speedup_vs_stock"] == pytest.approx(
         by["nnunet"]["latency_s"] / by["lightmedseg"]["latency_s"])
@@ -125,7 +140,7 @@ def test_network_rows_use_each_trainers_loss(network_rows):
     assert by["nnunet"]["loss"].startswith("DeepSupervisionWrapper(DC_and_CE_loss)")
     assert by["nnunet"]["optimizer"] == "SGD"
     assert "BoundaryCompoundLoss" in by["lightmedseg"]["loss"]
-    assert "nnUNetTrainer_LightMedSeg_NoLSPM" in by["lightmedseg_no_lspm"]["built_by"]
+    assert NO_LSPM.trainer in by[NO_LSPM_ROW]["built_by"]
     assert by["lightmedseg"]["memory_format"] == "channels_last_3d"
     assert by["nnunet"]["memory_format"].startswith("contiguous")
 

@@ -8,6 +8,7 @@ import pytest
 from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.benchmark import count_macs, count_parameters, stock_network_for_shape
 from nnunetv2_lightmedseg.cli.main import main as cli
+from nnunetv2_lightmedseg.network.variants import STANDARD_CONV
 
 
 def test_profile_prints_per_module_table_and_writes_json(tmp_path, capsys):
@@ -41,10 +42,10 @@ def test_profile_variant_any_shape_without_stock(tmp_path):
     js = tmp_path / "card.json"
     # 40x50x40 is no nnU-Net patch (stock cannot pool it) but LightMedSeg takes any size >= 16
     assert cli(["profile", "--in-channels", "2", "--num-classes", "2", "--shape", "40", "50", "40",
-                "--variant", "standard", "--runs", "1", "--no-memory", "--json", str(js)]) == 0
+                "--variant", STANDARD_CONV.name, "--runs", "1", "--no-memory", "--json", str(js)]) == 0
     card = json.loads(js.read_text())
-    assert card["model_card"]["params"] == count_parameters(LightMedSeg(2, 2, conv_type="standard"))
-    assert [r["name"] for r in card["rows"]] == ["lightmedseg_standard"]
+    assert card["model_card"]["params"] == count_parameters(LightMedSeg(2, 2, **STANDARD_CONV.options))
+    assert [r["name"] for r in card["rows"]] == ["lightmedseg_" + STANDARD_CONV.name]
 
 
 def test_profile_bad_arguments(capsys):

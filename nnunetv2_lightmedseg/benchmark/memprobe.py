@@ -14,8 +14,10 @@ import sys
 
 import torch
 
+from .entries import ModelEntry
 from .measure import forward_callable, peak_rss_delta_mb
-from .models import BenchmarkSetup, ModelEntry, TrainStep
+from .plans_setup import BenchmarkSetup
+from .train_step import TrainStep
 
 
 def main(spec_path: str) -> int:

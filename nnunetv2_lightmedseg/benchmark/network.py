@@ -9,9 +9,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .entries import STOCK, ModelEntry
 from .measure import (FLOP_CONVENTION, count_flops, count_parameters, cuda_available, forward_callable,
                       interleaved_timings, measure_peak_memory, summarize)
-from .models import STOCK, BenchmarkSetup, ModelEntry, TrainStep
+from .plans_setup import BenchmarkSetup
+from .train_step import TrainStep
 
 
 def machine_info(threads: int) -> dict:

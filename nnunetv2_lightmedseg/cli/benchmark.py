@@ -35,6 +35,8 @@ import json
 import os
 import sys
 
+from ..benchmark.entries import VARIANTS
+from ..network.variants import ANCHORS_PREFIX, DEFAULT
 from .options import DEFAULT_CHECKPOINT, add_checkpoint, add_device, add_disable_tta, add_shape, plain
 
 
@@ -59,8 +61,9 @@ def add_parser(subparsers) -> None:
                    help="with --shape: classes incl. background (default %(default)s)")
     n.add_argument("--batch", type=int, default=2, help="with --shape: training batch size (default %(default)s); "
                                                         "with -d the planned batch size is used")
+    others = [v for v in VARIANTS if v != DEFAULT.name and not v.startswith(ANCHORS_PREFIX)]
     n.add_argument("--variants", default="", help="comma-separated LightMedSeg variants besides the default: "
-                                                  "standard,no_lspm,no_anchors,no_skip_router,anchorsN")
+                                                  + ",".join(others + [f"{ANCHORS_PREFIX}N"]))
     n.add_argument("--runs", type=int, default=5, help="timed forwards per model (default %(default)s)")
     n.add_argument("--train-runs", type=int, default=3, help="timed training steps per model (default %(default)s)")
     n.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default %(default)s)")
@@ -167,7 +170,9 @@ def _jsonable(o):
 
 
 def run_network(args: argparse.Namespace) -> int:
-    from ..benchmark.models import default_entries, parse_variants, plans_for_shape, setup_from_dataset
+    from ..benchmark.default_plans import plans_for_shape
+    from ..benchmark.entries import default_entries, parse_variants
+    from ..benchmark.plans_setup import setup_from_dataset
     from ..benchmark.network import format_table, machine_info, plot_network_rows, run_network_benchmark
 
     try:

@@ -17,7 +17,8 @@ import argparse
 import json
 import sys
 
-from ..benchmark.models import VARIANTS, parse_variants
+from ..benchmark.entries import VARIANTS, parse_variants
+from ..network.variants import ANCHORS_PREFIX, DEFAULT
 from .options import add_shape, plain
 
 
@@ -30,8 +31,8 @@ def add_parser(subparsers) -> None:
                    help="output classes incl. background (default %(default)s)")
     add_shape(p, (128, 128, 128), "spatial input size")
     p.add_argument("--batch", type=int, default=1, help="batch size of the measured forward (default %(default)s)")
-    p.add_argument("--variant", default="lightmedseg",
-                   help=f"LightMedSeg configuration: {', '.join(VARIANTS)}, anchorsN; 'ghost' = the default "
+    p.add_argument("--variant", default=DEFAULT.name,
+                   help=f"LightMedSeg configuration: {', '.join(VARIANTS)}, {ANCHORS_PREFIX}N; 'ghost' = the default "
                         f"(default %(default)s)")
     p.add_argument("--threads", type=int, default=2,
                    help="CPU threads (torch.set_num_threads; default %(default)s)")
@@ -50,10 +51,11 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..benchmark.measure import FLOP_CONVENTION, component_flops, count_flops, lightmedseg_components
-    from ..benchmark.models import ModelEntry, default_entries, plans_for_shape
+    from ..benchmark.default_plans import plans_for_shape
+    from ..benchmark.entries import default_entries, lightmedseg_entry
     from ..benchmark.network import format_table, machine_info, run_network_benchmark
 
-    variant = "lightmedseg" if args.variant in ("ghost", "default") else args.variant
+    variant = DEFAULT.name if args.variant in ("ghost", "default") else args.variant
     try:
         parse_variants(variant)
         for name, v in (("--in-channels", args.in_channels), ("--batch", args.batch), ("--threads", args.threads),
@@ -72,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     entries = [e for e in default_entries([], args.stock_channels_last, include_stock=args.vs_nnunet)
                if e.kind == "stock"]
-    lms = ModelEntry("lightmedseg" if variant == "lightmedseg" else f"lightmedseg_{variant}", "lightmedseg",
-                     variant, channels_last=True)
+    lms = lightmedseg_entry(variant)
     entries.append(lms)
 
     # model card: per-module parameters and MACs of the LightMedSeg configuration
