@@ -27,15 +27,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-VARIANTS = {
-    "default": {},
-    "standard_conv": {"conv_type": "standard"},
-    "no_lspm": {"use_lspm": False},
-    "no_anchors": {"use_anchors": False},
-    "no_skip_router": {"use_skip_router": False},
-}
-TRAINERS = ["nnUNetTrainer_LightMedSeg", "nnUNetTrainer_LightMedSeg_StandardConv", "nnUNetTrainer_LightMedSeg_NoLSPM",
-            "nnUNetTrainer_LightMedSeg_NoAnchors", "nnUNetTrainer_LightMedSeg_NoSkipRouter"]
+from nnunetv2_lightmedseg.network.variants import DEFAULT, NO_ANCHORS, NO_LSPM, NO_SKIP_ROUTER, STANDARD_CONV
+
+# the paper's network and the ablations that remove or replace modules (the anchor counts add none)
+CHECKED = (DEFAULT, STANDARD_CONV, NO_LSPM, NO_ANCHORS, NO_SKIP_ROUTER)
+VARIANTS = {v.name: dict(v.options) for v in CHECKED}
+TRAINERS = [v.trainer for v in CHECKED]
 WORLD = 2
 STEPS = 3
 NUM_CLASSES = 3

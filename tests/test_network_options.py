@@ -8,12 +8,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.network.blocks.lspm import LocalStructuralPrior
 from nnunetv2_lightmedseg.network.blocks.seg_head import LEGACY_HEAD_KEYS
+from nnunetv2_lightmedseg.network.variants import DEEP_SUPERVISION, FULL_RESOLUTION_DECODER
 
 OPTIONS = {
-    "full_resolution_decoder": dict(full_resolution_decoder=True),
+    FULL_RESOLUTION_DECODER.name: dict(FULL_RESOLUTION_DECODER.options),
     "texture_norm_median": dict(texture_norm="median"),
-    "deep_supervision": dict(deep_supervision=True),
-    "all": dict(full_resolution_decoder=True, texture_norm="median", deep_supervision=True),
+    DEEP_SUPERVISION.name: dict(DEEP_SUPERVISION.options),
+    "all": dict(**FULL_RESOLUTION_DECODER.options, texture_norm="median", **DEEP_SUPERVISION.options),
 }
 
 
@@ -28,11 +29,11 @@ def flops(m, shape):
 
 
 def test_default_network_is_unchanged_by_the_options():
-    assert nparams(LightMedSeg(4, 4)) == 469_771
-    assert nparams(LightMedSeg(4, 4, texture_norm="median")) == 469_771  # no parameters, no FLOPs
-    assert nparams(LightMedSeg(4, 4, full_resolution_decoder=True)) == 470_535
+    # (every variant's parameter count is pinned in tests/test_network.py)
+    default = nparams(LightMedSeg(4, 4))
+    assert nparams(LightMedSeg(4, 4, texture_norm="median")) == default  # no parameters, no FLOPs
     # deep supervision adds one 1x1x1 conv per supervised stage (widths 16 and 32) and nothing else
-    assert nparams(LightMedSeg(4, 4, deep_supervision=True)) - 469_771 == (16 + 1) * 4 + (32 + 1) * 4
+    assert nparams(LightMedSeg(4, 4, **DEEP_SUPERVISION.options)) - default == (16 + 1) * 4 + (32 + 1) * 4
 
 
 def test_full_resolution_decoder_costs_what_its_docstring_says():

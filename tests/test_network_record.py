@@ -14,13 +14,14 @@ import torch
 from helpers import TINY_NAME, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.cli.env import trainers_folder
+from nnunetv2_lightmedseg.network.variants import ANCHORS16, VARIANTS
 from nnunetv2_lightmedseg.training import nnUNetTrainer_LightMedSeg
 from nnunetv2_lightmedseg.training.network_config import (KEY, NetworkConfigError, build_from_record,
                                                           constructor_options, differences, make_record)
 
-VARIANT_OPTIONS = [{}, {"conv_type": "standard"}, {"use_lspm": False}, {"use_anchors": False},
-                   {"use_skip_router": False}, {"num_anchors": 16}, {"encoder_widths": (8, 16, 24, 32),
-                                                                      "stem_channels": 16}]
+# every registered variant, and widths no variant uses
+VARIANT_OPTIONS = {**{v.name: v.options for v in VARIANTS.values()},
+                   "narrow": {"encoder_widths": (8, 16, 24, 32), "stem_channels": 16}}
 
 
 # ------------------------------------------------------------------------------------------ network level
@@ -28,18 +29,18 @@ def test_config_names_every_constructor_argument():
     assert set(LightMedSeg(1, 2).config) == set(constructor_options())
 
 
-@pytest.mark.parametrize("options", VARIANT_OPTIONS, ids=lambda o: ",".join(o) or "default")
-def test_config_rebuilds_the_same_model(options):
+@pytest.mark.parametrize("name", list(VARIANT_OPTIONS))
+def test_config_rebuilds_the_same_model(name):
     torch.manual_seed(0)
-    net = LightMedSeg(2, 3, **options).eval()
+    net = LightMedSeg(2, 3, **VARIANT_OPTIONS[name]).eval()
     record = json.loads(json.dumps(make_record(net)))  # as stored in plans.json
     rebuilt = build_from_record(record, 2, 3, "test").eval()
     assert rebuilt.config == net.config
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
     rebuilt.load_state_dict(net.state_dict(), strict=True)
     x = torch.randn(1, 2, 32, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(rebuilt(x), net(x))
+    with torch.no_grad():  # exactly equal; a list of outputs for the deep-supervised variant
+        torch.testing.assert_close(rebuilt(x), net(x), rtol=0, atol=0)
 
 
 def test_unknown_option_and_malformed_record_are_clear_errors():
@@ -111,7 +112,7 @@ def test_predictor_builds_from_the_record_not_from_changed_defaults(tiny, env, m
     t = make_trainer(tiny)
     t.initialize()
     save_trained(t)
-    monkeypatch.setattr(nnUNetTrainer_LightMedSeg, "network_options", {"num_anchors": 16})  # "a later version"
+    monkeypatch.setattr(nnUNetTrainer_LightMedSeg, "network_options", dict(ANCHORS16.options))  # "a later version"
     p = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False)
     p.initialize_from_trained_model_folder(t.output_folder_base, use_folds=(0,))
     assert p.network.config == t.network.config and p.network.config["num_anchors"] == 8
@@ -125,7 +126,7 @@ def test_resume_and_new_fold_use_the_stored_network(tiny, env, monkeypatch):
     t = make_trainer(tiny)
     t.initialize()
     ckpt = save_trained(t)
-    monkeypatch.setattr(nnUNetTrainer_LightMedSeg, "network_options", {"num_anchors": 16})
+    monkeypatch.setattr(nnUNetTrainer_LightMedSeg, "network_options", dict(ANCHORS16.options))
     resumed = make_trainer(tiny)  # nnUNetv2_train ... --c: load_checkpoint before initialize
     resumed.load_checkpoint(str(ckpt))
     assert resumed.network.config["num_anchors"] == 8

@@ -10,6 +10,7 @@ from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.network.blocks import MultiScaleSkipRouter
 from nnunetv2_lightmedseg.network.schedule import (DEFAULT_KERNEL_SIZES, DEFAULT_STRIDES, cumulative_factors, divisor,
                                                    resample_between, schedule_from_plans)
+from nnunetv2_lightmedseg.network.variants import DEFAULT, NO_LSPM, STANDARD_CONV
 
 REFERENCE = Path(__file__).parent / "data" / "isotropic_reference.pt"
 
@@ -122,9 +123,9 @@ def test_isotropic_plans_give_the_papers_budget_and_flops():
     from torch.utils.flop_counter import FlopCounterMode
 
     strides, kernels = schedule_from_plans(HIPPOCAMPUS_STRIDES, ISO_KERNELS[:4])
-    for opts, params in (({}, 469_771), ({"conv_type": "standard"}, 687_283)):
-        net = LightMedSeg(4, 4, strides=strides, kernel_sizes=kernels, **opts)
-        assert nparams(net) == params
+    for v in (DEFAULT, STANDARD_CONV):  # the networks of the pinned parameter counts (tests/test_network.py)
+        net = LightMedSeg(4, 4, strides=strides, kernel_sizes=kernels, **v.options)
+        assert nparams(net) == nparams(LightMedSeg(4, 4, **v.options))
     net = LightMedSeg(4, 4, strides=strides, kernel_sizes=kernels).to("meta").eval()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         net(torch.zeros(1, 4, 128, 128, 128, device="meta"))
@@ -170,9 +171,9 @@ def test_isotropic_network_reproduces_the_network_from_before_the_schedule():
     # bit-identical on the machine that wrote the reference; a different CPU may round convolutions differently
     torch.testing.assert_close(y_eval, small["eval_output"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads, small["grads"], rtol=1e-4, atol=1e-7)
-    for name, opts in (("default", {}), ("standard_conv", {"conv_type": "standard"})):
+    for name, v in (("default", DEFAULT), ("standard_conv", STANDARD_CONV)):  # the reference file's keys
         old = {k: torch.zeros(s) for k, s in ref["shapes"][name].items()}
-        LightMedSeg(4, 4, strides=strides, kernel_sizes=kernels, **opts).load_state_dict(old, strict=True)
+        LightMedSeg(4, 4, strides=strides, kernel_sizes=kernels, **v.options).load_state_dict(old, strict=True)
 
 
 # ---------------------------------------------------------------------------------- anisotropic networks
@@ -318,7 +319,7 @@ def test_trainer_builds_the_schedule_from_the_plans():
     assert net.strides == ((1, 2, 2), (1, 2, 2), (2, 2, 2), (1, 2, 2)) and net.divisor == (2, 16, 16)
     assert net.kernel_sizes == ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3))
     # variants keep their own options on top of the plans' schedule
-    ablated = ALL_TRAINERS["nnUNetTrainer_LightMedSeg_NoLSPM"].build_network_architecture(
+    ablated = ALL_TRAINERS[NO_LSPM.trainer].build_network_architecture(
         None, _configuration(ACDC_STRIDES, ACDC_KERNELS, [10, 256, 224]), 1, 4, False)
     assert ablated.lspm is None and ablated.strides == net.strides
     iso = nnUNetTrainer_LightMedSeg.build_network_architecture(

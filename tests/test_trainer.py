@@ -11,20 +11,18 @@ import torch
 from helpers import BIN, TINY_NAME, nnunet_env, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.cli.env import trainers_folder
+from nnunetv2_lightmedseg.network.variants import DEEP_SUPERVISION, NO_ANCHORS, VARIANTS
 from nnunetv2_lightmedseg.training import ALL_TRAINERS, nnUNetTrainer_LightMedSeg
+from nnunetv2_lightmedseg.training.lookup import trainer_class
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler, warmup_cosine_lr
 
-EXPECTED_TRAINERS = {
-    "nnUNetTrainer_LightMedSeg", "nnUNetTrainer_LightMedSeg_StandardConv", "nnUNetTrainer_LightMedSeg_NoLSPM",
-    "nnUNetTrainer_LightMedSeg_NoAnchors", "nnUNetTrainer_LightMedSeg_NoSkipRouter",
-    "nnUNetTrainer_LightMedSeg_16anchors", "nnUNetTrainer_LightMedSeg_32anchors",
-    "nnUNetTrainer_LightMedSeg_FullResDecoder", "nnUNetTrainer_LightMedSeg_DeepSupervision",
+# the trainers of the network variants (named in the registry) and those that change only the training
+EXPECTED_TRAINERS = {v.trainer for v in VARIANTS.values()} | {
     "nnUNetTrainer_LightMedSeg_1epoch", "nnUNetTrainer_LightMedSeg_5epochs", "nnUNetTrainer_LightMedSeg_10epochs",
     "nnUNetTrainer_LightMedSeg_20epochs", "nnUNetTrainer_LightMedSeg_50epochs",
     "nnUNetTrainer_LightMedSeg_100epochs", "nnUNetTrainer_CPUBench_4x50", "nnUNetTrainer_LightMedSeg_CPUBench_4x50",
     "nnUNetTrainer_LightMedSeg_CPUBench_16x50", "nnUNetTrainer_LightMedSeg_CPUBench_32x50",
-    "nnUNetTrainer_LightMedSeg_Demo", "nnUNetTrainer_LightMedSeg_Smoke",
-    "nnUNetTrainer_LightMedSeg_Isotropic", "nnUNetTrainer_LightMedSeg_IsoBench_4x50",
+    "nnUNetTrainer_LightMedSeg_Demo", "nnUNetTrainer_LightMedSeg_Smoke", "nnUNetTrainer_LightMedSeg_IsoBench_4x50",
 }
 
 
@@ -93,18 +91,20 @@ def test_variants_table_and_options(tiny):
     assert set(ALL_TRAINERS) == EXPECTED_TRAINERS
     pm = PlansManager(tiny[1])
     cm = pm.get_configuration("3d_fullres")
-    expect = {"StandardConv": {"conv_type": "standard"}, "NoLSPM": {"use_lspm": False},
-              "NoAnchors": {"use_anchors": False}, "NoSkipRouter": {"use_skip_router": False},
-              "16anchors": {"num_anchors": 16}, "32anchors": {"num_anchors": 32},
-              "FullResDecoder": {"full_resolution_decoder": True}, "DeepSupervision": {"deep_supervision": True}}
-    default_cfg = LightMedSeg(1, 3).config
-    for suffix, opts in expect.items():
-        net = ALL_TRAINERS[f"nnUNetTrainer_LightMedSeg_{suffix}"].build_network_architecture(pm, cm, 1, 3, False)
-        assert net.config == {**default_cfg, **opts}, suffix
-    assert nnUNetTrainer_LightMedSeg.build_network_architecture(pm, cm, 1, 3, False).config == default_cfg
+    assert nnUNetTrainer_LightMedSeg.build_network_architecture(pm, cm, 1, 3, False).config == LightMedSeg(1, 3).config
+    for v in VARIANTS.values():  # the tiny plans' schedule is the paper's: each trainer builds its variant
+        cls = trainer_class(v.trainer)  # found by name, as nnUNetv2_train -tr finds it
+        assert cls is ALL_TRAINERS[v.trainer] and cls.network_options == v.options and not cls.training_options
+        net = cls.build_network_architecture(pm, cm, 1, 3, False)
+        assert net.config == LightMedSeg(1, 3, **v.options).config, v.name
     for n, epochs in ((1, 1), (5, 5), (10, 10), (20, 20), (50, 50), (100, 100)):
         name = f"nnUNetTrainer_LightMedSeg_{n}epoch{'s' if n > 1 else ''}"
         assert ALL_TRAINERS[name].training_options == {"num_epochs": epochs}
+
+
+def test_trainer_lookup_by_name_fails_clearly_for_an_unknown_name():
+    with pytest.raises(LookupError, match="no nnU-Net trainer class 'nnUNetTrainer_LightMedSeg_Nope'"):
+        trainer_class("nnUNetTrainer_LightMedSeg_Nope")
 
 
 def test_trainer_hyperparameters_and_cpubench_pair(tiny, nnunet_paths):
@@ -180,7 +180,7 @@ def test_initialized_trainer_optimizer_loss_memory_format_and_one_step(tiny, nnu
 def test_deep_supervision_variant_trains_on_nnunet_targets_and_predicts_one_output(tiny, nnunet_paths):
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-    class DSSmoke(ALL_TRAINERS["nnUNetTrainer_LightMedSeg_DeepSupervision"]):
+    class DSSmoke(ALL_TRAINERS[DEEP_SUPERVISION.trainer]):
         training_options = ALL_TRAINERS["nnUNetTrainer_LightMedSeg_Smoke"].training_options
 
     t = make_trainer(tiny, DSSmoke)
@@ -211,7 +211,7 @@ def test_checkpoint_loads_strictly_through_nnunet_predictor(tiny, nnunet_paths):
     from batchgenerators.utilities.file_and_folder_operations import save_json
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    t = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_NoAnchors"])
+    t = make_trainer(tiny, ALL_TRAINERS[NO_ANCHORS.trainer])
     t.initialize()
     Path(t.output_folder).mkdir(parents=True, exist_ok=True)
     save_json(t.plans_manager.plans, os.path.join(t.output_folder_base, "plans.json"), sort_keys=False)
