@@ -24,7 +24,11 @@ else
   N_TRAIN=20; N_TEST=10; TR_AWARE=nnUNetTrainer_LightMedSeg_CPUBench_4x50; TR_ISO=nnUNetTrainer_LightMedSeg_IsoBench_4x50
 fi
 export nnUNet_raw="$WORK/raw" nnUNet_preprocessed="$WORK/preprocessed" nnUNet_results="$WORK/results"
-export nnUNet_n_proc_DA="${nnUNet_n_proc_DA:-0}" nnUNet_def_n_proc="${nnUNet_def_n_proc:-1}" nnUNet_compile=f
+export nnUNet_def_n_proc="${nnUNet_def_n_proc:-1}" nnUNet_compile=f
+# augmentation in the training process (set below, after planning: nnU-Net's planner passes nnUNet_n_proc_DA to
+# torch.set_num_threads, which refuses 0)
+N_PROC_DA="${nnUNet_n_proc_DA:-0}"
+unset nnUNet_n_proc_DA
 mkdir -p "$WORK/trainers" "$nnUNet_raw" "$nnUNet_preprocessed" "$nnUNet_results"
 # the "small" baseline trainer (isotropic Smoke) lives in the work folder: users never need it
 cat > "$WORK/trainers/nnUNetTrainer_LightMedSeg_IsoSmoke.py" <<'EOF'
@@ -56,6 +60,7 @@ print("3d_fullres patch", patch, "strides", plans["configurations"]["3d_fullres"
       "-> 3d_fullres_iso16 patch", plans["configurations"]["3d_fullres_iso16"]["patch_size"])
 EOF
 
+export nnUNet_n_proc_DA="$N_PROC_DA"
 for run in "3d_fullres $TR_AWARE" "3d_fullres_iso16 $TR_ISO"; do
   set -- $run
   nnUNetv2_train $ID "$1" 0 -tr "$2" -device "$DEVICE"
