@@ -17,7 +17,8 @@ from torch import nn
 from nnunetv2_lightmedseg.benchmark import (count_macs, count_parameters, plans_for_shape, setup_from_dataset,
                                             stock_network_for_shape)
 from nnunetv2_lightmedseg.benchmark import results as R
-from nnunetv2_lightmedseg.benchmark.measure import component_flops, interleaved_timings, summarize
+from nnunetv2_lightmedseg.benchmark.measure import component_flops
+from nnunetv2_lightmedseg.utils.timing import interleaved_timings, summarize
 from nnunetv2_lightmedseg.cli.main import main as cli
 from nnunetv2_lightmedseg.network.variants import ANCHORS16, NO_LSPM
 

@@ -9,9 +9,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..utils.timing import forward_callable, interleaved_timings, summarize
 from .entries import STOCK, ModelEntry
-from .measure import (FLOP_CONVENTION, count_flops, count_parameters, cuda_available, forward_callable,
-                      interleaved_timings, measure_peak_memory, summarize)
+from .measure import FLOP_CONVENTION, count_flops, count_parameters, cuda_available, measure_peak_memory
 from .plans_setup import BenchmarkSetup
 from .train_step import TrainStep
 

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .measure import summarize
+from ..utils.timing import summarize
 
 
 def cases_from_folder(folder: str, file_ending: str) -> List[List[str]]:
