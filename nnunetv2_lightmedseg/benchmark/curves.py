@@ -40,7 +40,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .results import EPOCH_TIME, _table, epoch_times, load_summary
+from ..utils.tables import table_lines
+from .results import EPOCH_TIME, epoch_times, load_summary
 
 LIGHTMEDSEG = "LightMedSeg"
 STOCK = "stock nnU-Net"
@@ -274,7 +275,7 @@ def format_curves_table(runs: Sequence[dict]) -> str:
         body.append(row)
     lines = ["Runs (iterations and epochs: done/planned; hours: sum of the logs' 'Epoch time'; last pseudo Dice: "
              "last epoch's online Dice; val Dice: fold_X/validation/summary.json)"]
-    lines += _table(head, body)
+    lines += table_lines(head, body, indent="  ")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..utils.tables import table_lines
 from ..utils.timing import forward_callable, interleaved_timings, summarize
 from .entries import STOCK, ModelEntry
 from .measure import FLOP_CONVENTION, count_flops, count_parameters, cuda_available, measure_peak_memory
@@ -187,8 +188,6 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
                      _fmt(r.get("cuda_latency_speedup_vs_stock"), ".1f")]
         lines.append([line[i] for i in keep])
     head = [head[i] for i in keep]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-    fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     r0 = rows[0]
     notes = [f"set-up: {setup_desc}",
              f"forward input {tuple(r0['input_shape'])}, fp32, eval, no_grad, {info['threads']} CPU thread(s), "
@@ -203,8 +202,7 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
                      "; ".join(f"{r['name']}: {r.get('loss')}" for r in rows))
     if has_cuda:
         notes.append(f"CUDA: {info.get('cuda')}, fp16 autocast, synchronised, median")
-    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(li) for li in lines] + [""] +
-                     ["  " + n for n in notes])
+    return "\n".join(table_lines(head, lines) + [""] + ["  " + n for n in notes])
 
 
 def plot_network_rows(rows: List[dict], path: str, title: str) -> None:

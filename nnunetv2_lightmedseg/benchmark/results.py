@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.tables import table_lines
+
 FG = "fg_mean"  # per-case mean Dice over the foreground labels/regions
 EPOCH_TIME = re.compile(r"Epoch time:\s*([0-9.]+)\s*s")
 
@@ -221,7 +223,7 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
     for f, d in cmp["folds"].items():
         for lab in labels:
             body.append([f, lab, f"{d['a'][lab]:.4f}", f"{d['b'][lab]:.4f}", f"{d['diff'][lab]:+.4f}"])
-    lines += _table(head, body)
+    lines += table_lines(head, body, indent="  ")
     boot = cmp.get("bootstrap", {})
     lines += ["", f"Overall, paired over cases of all folds (B - A; 95% CI: paired bootstrap, "
                   f"{boot.get('resamples', '?')} resamples, seed {boot.get('seed', '?')}; p: Wilcoxon signed-rank / "
@@ -236,14 +238,14 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
         body.append([lab, str(s["n"]), f"{s['mean_a']:.4f}", f"{s['mean_b']:.4f}", f"{s['mean_diff']:+.4f}",
                      f"[{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}]", str(s["b_better"]), str(s["a_better"]),
                      "-" if s["wilcoxon_p"] is None else f"{s['wilcoxon_p']:.3g}", f"{s['sign_test_p']:.3g}"])
-    lines += _table(head, body)
+    lines += table_lines(head, body, indent="  ")
     if times_a is None or times_b is None:
         return "\n".join(lines)
     lines += ["", "Wall time per epoch (training_log_*.txt 'Epoch time')"]
     body = []
     for name, t in (("A", times_a), ("B", times_b)):
         body.append([name, str(t["n_epochs"]), _f(t["mean_s"]), _f(t["median_s"])])
-    lines += _table(["trainer", "epochs", "mean s", "median s"], body)
+    lines += table_lines(["trainer", "epochs", "mean s", "median s"], body, indent="  ")
     if times_a["median_s"] and times_b["median_s"]:
         lines.append(f"  B/A median epoch time: {times_b['median_s'] / times_a['median_s']:.3f}")
     return "\n".join(lines)
@@ -251,12 +253,6 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
 
 def _f(v) -> str:
     return "-" if v is None else f"{v:.2f}"
-
-
-def _table(head: List[str], body: List[List[str]]) -> List[str]:
-    widths = [max(len(x) for x in col) for col in zip(head, *body)] if body else [len(h) for h in head]
-    fmt = lambda cells: "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
 
 
 def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
