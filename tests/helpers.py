@@ -71,13 +71,13 @@ def write_blob_dataset(raw_root: Path, dataset_id: int, name: str = "LMSBlobs", 
 
 def nnunet_env(base: Path, **extra: str) -> Dict[str, str]:
     """Environment for nnU-Net subprocesses with raw/preprocessed/results under ``base`` and our trainers
-    folder in ``nnUNet_extTrainer``; no torch.compile, 2 OpenMP threads (a 2-core machine)."""
-    from nnunetv2_lightmedseg.cli.env import trainers_folder
+    folder in ``nnUNet_extTrainer`` (the package's :func:`~nnunetv2_lightmedseg.utils.nnunet_env.nnunet_env`
+    with shorter folder names); no torch.compile, 2 OpenMP threads (a 2-core machine)."""
+    from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env as package_env
 
-    env = dict(os.environ)
-    env.update(nnUNet_raw=str(base / "raw"), nnUNet_preprocessed=str(base / "preprocessed"),
-               nnUNet_results=str(base / "results"), nnUNet_extTrainer=trainers_folder(),
-               nnUNet_compile="f", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
+    env = package_env(base, folder_names={"nnUNet_raw": "raw", "nnUNet_preprocessed": "preprocessed",
+                                          "nnUNet_results": "results"})
+    env.update(nnUNet_compile="f", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
     env.update(extra)
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(env[k]).mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,8 @@ import numpy as np
 import pytest
 
 from helpers import BIN, HIPPOCAMPUS, HIPPOCAMPUS_MISSING, REPO, hippocampus_subset, run_console
-from nnunetv2_lightmedseg.cli.demo import nnunet_env, training_env
-from nnunetv2_lightmedseg.cli.env import ENV_VAR, trainers_folder
 from nnunetv2_lightmedseg.data import write_region_dataset, write_thick_slice_dataset
+from nnunetv2_lightmedseg.utils.nnunet_env import ENV_VAR, nnunet_env, trainers_folder, training_env
 
 pytestmark = pytest.mark.slow
 

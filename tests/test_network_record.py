@@ -13,7 +13,7 @@ import torch
 
 from helpers import TINY_NAME, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
-from nnunetv2_lightmedseg.cli.env import trainers_folder
+from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
 from nnunetv2_lightmedseg.network.variants import ANCHORS16, VARIANTS
 from nnunetv2_lightmedseg.training import nnUNetTrainer_LightMedSeg
 from nnunetv2_lightmedseg.training.network_config import (KEY, NetworkConfigError, build_from_record,

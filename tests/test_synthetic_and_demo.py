@@ -202,13 +202,17 @@ def test_demo_refuses_foreign_workdir_and_cli_reports_errors(tmp_path, capsys):
 
 
 def test_env_for_nnunet_commands(tmp_path):
-    env = demo.nnunet_env(tmp_path, base={"nnUNet_extTrainer": "/elsewhere", "nnUNet_n_proc_DA": "0"})
+    from nnunetv2_lightmedseg.utils.nnunet_env import ext_trainer_value, nnunet_env, planning_env, training_env
+
+    env = nnunet_env(tmp_path, base={"nnUNet_extTrainer": "/elsewhere", "nnUNet_n_proc_DA": "0"})
     assert env["nnUNet_raw"] == str(tmp_path.resolve() / "nnUNet_raw")
-    assert env["nnUNet_extTrainer"].split(":") == ["/elsewhere", demo.ext_trainer_value()]
+    assert env["nnUNet_extTrainer"].split(":") == ["/elsewhere", ext_trainer_value()]
+    assert nnunet_env(tmp_path, folder_names={"nnUNet_results": "res"})["nnUNet_results"] == \
+        str(tmp_path.resolve() / "res")
     # nnU-Net's planner crashes on nnUNet_n_proc_DA=0 (torch.set_num_threads(0)); training accepts it
-    assert "nnUNet_n_proc_DA" not in demo.planning_env(env)
-    assert demo.training_env(env, 2)["nnUNet_n_proc_DA"] == "0"  # the user's value wins
-    assert demo.training_env({}, 0)["nnUNet_n_proc_DA"] == "0"
+    assert "nnUNet_n_proc_DA" not in planning_env(env)
+    assert training_env(env, 2)["nnUNet_n_proc_DA"] == "0"  # the user's value wins
+    assert training_env({}, 0)["nnUNet_n_proc_DA"] == "0"
 
 
 def test_read_dice_names_labels_and_regions(tmp_path):

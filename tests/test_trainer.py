@@ -10,7 +10,7 @@ import torch
 
 from helpers import BIN, TINY_NAME, nnunet_env, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
-from nnunetv2_lightmedseg.cli.env import trainers_folder
+from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
 from nnunetv2_lightmedseg.network.variants import DEEP_SUPERVISION, NO_ANCHORS, VARIANTS
 from nnunetv2_lightmedseg.training import ALL_TRAINERS, nnUNetTrainer_LightMedSeg
 from nnunetv2_lightmedseg.training.lookup import trainer_class

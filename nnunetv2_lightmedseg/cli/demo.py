@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
 import shutil
@@ -40,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from nnunetv2_lightmedseg.cli.env import ENV_VAR, ext_trainer_value
 from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
+from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env, planning_env, training_env
 
 DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
 DEFAULT_DATASET_ID = 990
@@ -79,49 +78,6 @@ def nnunet_command(name: str) -> str:
         raise DemoError(f"{name} not found next to {sys.executable} nor on PATH. Is nnunetv2 installed in this "
                         f"environment? (pip install nnunetv2)")
     return found
-
-
-def nnunet_env(workdir: Path, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Environment for nnU-Net commands whose raw/preprocessed/results folders live in ``workdir``.
-
-    ``nnUNet_extTrainer`` gets the trainers folder appended (as ``lightmedseg env`` prints it).
-    """
-    env = dict(os.environ if base is None else base)
-    workdir = Path(workdir).resolve()
-    env["nnUNet_raw"] = str(workdir / "nnUNet_raw")
-    env["nnUNet_preprocessed"] = str(workdir / "nnUNet_preprocessed")
-    env["nnUNet_results"] = str(workdir / "nnUNet_results")
-    env[ENV_VAR] = ext_trainer_value(env.get(ENV_VAR))
-    env["PYTHONUNBUFFERED"] = "1"  # stream nnU-Net's prints line by line into our log
-    return env
-
-
-def planning_env(env: Dict[str, str]) -> Dict[str, str]:
-    """``env`` for ``nnUNetv2_plan_and_preprocess``: without ``nnUNet_n_proc_DA`` < 1.
-
-    nnU-Net's planner calls ``torch.set_num_threads(get_allowed_n_proc_DA())`` (nnunetv2 2.8,
-    default_experiment_planner.py) and crashes with "set_num_threads expects a positive integer" when the
-    variable is 0, although 0 is valid for training (augmentation in the training process).
-    """
-    env = dict(env)
-    if env.get("nnUNet_n_proc_DA", "").strip() and int(env["nnUNet_n_proc_DA"]) < 1:
-        del env["nnUNet_n_proc_DA"]
-    return env
-
-
-def training_env(env: Dict[str, str], n_proc_da: int) -> Dict[str, str]:
-    """``env`` for ``nnUNetv2_train``: ``nnUNet_n_proc_DA`` = ``n_proc_da`` unless the user set it already.
-
-    nnU-Net's default is 12 augmentation worker processes (capped at the CPU count). On a 2-core CPU torch's
-    two threads already use both cores; augmenting in the training process (0) avoids the workers' start-up
-    and competition for the cores.
-    """
-    env = dict(env)
-    env.setdefault("nnUNet_n_proc_DA", str(n_proc_da))
-    # the final validation exports its segmentations through a spawn pool of nnUNet_def_n_proc (default 8)
-    # processes, each importing torch and nnU-Net: minutes of start-up on 2 cores for a few tiny volumes
-    env.setdefault("nnUNet_def_n_proc", "1")
-    return env
 
 
 def last_exception_line(lines: Sequence[str]) -> Optional[str]:

@@ -16,25 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from pathlib import Path
 
-ENV_VAR = "nnUNet_extTrainer"
-
-
-def trainers_folder() -> str:
-    """Absolute path of the folder that holds only the trainer modules."""
-    return str((Path(__file__).resolve().parents[1] / "trainers"))
-
-
-def ext_trainer_value(current: str | None = None) -> str:
-    """The value ``nnUNet_extTrainer`` should have: ``current`` with our folder appended if missing."""
-    folder = trainers_folder()
-    if not current:
-        return folder
-    parts = [p for p in current.split(os.pathsep) if p]
-    if any(os.path.abspath(p) == folder for p in parts):
-        return current
-    return current + os.pathsep + folder
+from ..utils.nnunet_env import ENV_VAR, ext_trainer_value, trainers_folder
 
 
 def export_line(current: str | None = None) -> str:
