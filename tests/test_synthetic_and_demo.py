@@ -226,9 +226,3 @@ def test_read_dice_names_labels_and_regions(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(summary))
     per_class, mean, n = demo.read_dice(tmp_path / "s.json", {"labels": {"background": 0, "a": 1, "b": 2}})
     assert per_class == {"a": 0.5, "b": 0.25}
-
-
-def test_last_exception_line():
-    lines = ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: LightMedSeg was built for 4"]
-    assert demo.last_exception_line(lines) == "ValueError: LightMedSeg was built for 4"
-    assert demo.last_exception_line(["all fine"]) is None

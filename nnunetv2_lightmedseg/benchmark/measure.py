@@ -21,13 +21,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from ..utils.process import run_command
 
 FLOP_CONVENTION = ("MACs/FLOPs counted by torch.utils.flop_counter.FlopCounterMode (convolutions, transposed "
                    "convolutions, matmuls; element-wise ops, norms and pooling are not counted); FLOPs = 2 x MACs")
@@ -163,10 +164,11 @@ def measure_peak_memory(setup_path: str, entry_json: dict, mode: str, threads: i
         spec_path = f.name
     try:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        proc = subprocess.run([sys.executable, "-m", "nnunetv2_lightmedseg.benchmark.memprobe", spec_path],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = run_command([sys.executable, "-m", "nnunetv2_lightmedseg.benchmark.memprobe", spec_path], env,
+                           merge_stderr=False, timeout=timeout)
     finally:
         os.unlink(spec_path)
     if proc.returncode != 0:
-        raise RuntimeError(f"memory probe for {entry_json['name']} ({mode}) failed:\n{proc.stderr[-2000:]}")
+        why = f"timed out after {timeout:g} s" if proc.timed_out else "failed"
+        raise RuntimeError(f"memory probe for {entry_json['name']} ({mode}) {why}:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

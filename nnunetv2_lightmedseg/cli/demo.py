@@ -29,18 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import resource
 import shutil
-import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
 from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env, planning_env, training_env
+from nnunetv2_lightmedseg.utils.process import CommandError, console_script, display, run_step
 
 DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
 DEFAULT_DATASET_ID = 990
@@ -53,93 +51,8 @@ MARKER = ".lightmedseg_demo"
 MEASURED_DEMO_SECONDS = 107
 DATASET_RE = re.compile(r"^Dataset(\d{3})_(.+)$")
 
-# lines of nnU-Net's output worth echoing when not --verbose (the rest goes to the step's log file)
-_ECHO = re.compile(r"(^Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time|Mean Validation Dice|"
-                   r"LightMedSeg:|Using trainer|Error|error:|Traceback|WARNING)")
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception)|AssertionError|KeyboardInterrupt)\b.*")
-
-
 class DemoError(RuntimeError):
     """A problem the user can fix (bad path, malformed dataset, failed step); printed without a traceback."""
-
-
-# --------------------------------------------------------------------------------------- nnU-Net plumbing
-def nnunet_command(name: str) -> str:
-    """Absolute path of an nnU-Net console script (``nnUNetv2_train`` ...) of THIS Python environment.
-
-    Looked up next to ``sys.executable`` first, so the demo runs the nnU-Net installed with this package even
-    when the venv is not activated; then on PATH.
-    """
-    candidate = Path(sys.executable).parent / name
-    if candidate.is_file():
-        return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise DemoError(f"{name} not found next to {sys.executable} nor on PATH. Is nnunetv2 installed in this "
-                        f"environment? (pip install nnunetv2)")
-    return found
-
-
-def last_exception_line(lines: Sequence[str]) -> Optional[str]:
-    """The final ``SomeError: message`` line of a Python traceback in a command's output, if any."""
-    for line in reversed(lines):
-        m = _EXCEPTION_LINE.match(line.strip())
-        if m:
-            return line.strip()
-    return None
-
-
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_step(cmd: List[str], env: Dict[str, str], log_file: Path, verbose: bool = False,
-             echo: bool = True, cpu_seconds: Optional[Dict[str, float]] = None,
-             name: Optional[str] = None) -> float:
-    """Run one nnU-Net command, tee its output to ``log_file``; return wall seconds. DemoError on failure.
-
-    With ``cpu_seconds`` the command's CPU time (user + system, its worker processes included) is stored
-    under ``name``: on a shared machine, wall time depends on the load, CPU time much less.
-    """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    print("$ " + " ".join(_short(c) for c in cmd), flush=True)
-    tail: deque = deque(maxlen=40)
-    start, cpu_start = time.perf_counter(), _children_cpu_seconds()
-    with open(log_file, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                bufsize=1, errors="replace")
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                # tqdm progress bars arrive as \r-separated updates; keep only the last state
-                line = line.rstrip("\n").split("\r")[-1]
-                tail.append(line)
-                if echo and (verbose or _ECHO.search(line)):
-                    print("    " + line, flush=True)
-            proc.wait()
-        except BaseException:
-            proc.kill()  # Ctrl-C: do not leave nnU-Net running in the background
-            proc.wait()
-            raise
-    elapsed = time.perf_counter() - start
-    if cpu_seconds is not None:
-        cpu_seconds[name or Path(cmd[0]).name] = _children_cpu_seconds() - cpu_start
-    if proc.returncode != 0:
-        reason = last_exception_line(list(tail)) or f"exit status {proc.returncode}"
-        shown = "\n".join("    | " + t for t in list(tail)[-25:])
-        raise DemoError(f"{Path(cmd[0]).name} failed: {reason}\n  last output lines:\n{shown}\n"
-                        f"  full log: {log_file}")
-    return elapsed
-
-
-def _short(arg: str) -> str:
-    """Shorten absolute paths to the console scripts in printed command lines."""
-    p = Path(arg)
-    if p.is_absolute() and p.name.startswith("nnUNetv2_"):
-        return p.name
-    return arg
 
 
 # ----------------------------------------------------------------------------------------- the dataset
@@ -354,27 +267,27 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
             print("Note: " + note)
 
         did = str(ds.dataset_id)
-        plan = [nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", CONFIGURATION,
+        plan = [console_script("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", CONFIGURATION,
                 "-np", str(num_processes), "-npfp", str(num_processes), "--no_pbar"]
         if dataset is not None:
             plan.append("--verify_dataset_integrity")  # nnU-Net's own geometry/label checks on user data
         step("plan+preprocess", plan, planning_env(env), "plan_and_preprocess.log")
 
-        train = [nnunet_command("nnUNetv2_train"), did, CONFIGURATION, str(FOLD), "-tr", trainer,
+        train = [console_script("nnUNetv2_train"), did, CONFIGURATION, str(FOLD), "-tr", trainer,
                  "-device", device]
         step("train", train, training_env(env, n_proc_da), "train.log")
 
         model_dir = Path(env["nnUNet_results"]) / ds.name / f"{trainer}__{PLANS}__{CONFIGURATION}"
         if ds.test_images is not None:
             predictions = workdir / "predictions"
-            predict = [nnunet_command("nnUNetv2_predict"), "-i", str(ds.test_images), "-o", str(predictions),
+            predict = [console_script("nnUNetv2_predict"), "-i", str(ds.test_images), "-o", str(predictions),
                        "-d", did, "-c", CONFIGURATION, "-f", str(FOLD), "-tr", trainer, "-device", device,
                        "-npp", "1", "-nps", "1", "--disable_progress_bar"]
             if disable_tta:
                 predict.append("--disable_tta")
             step("predict", predict, env, "predict.log")
             summary = predictions / "summary.json"
-            evaluate = [nnunet_command("nnUNetv2_evaluate_folder"), str(ds.test_labels), str(predictions),
+            evaluate = [console_script("nnUNetv2_evaluate_folder"), str(ds.test_labels), str(predictions),
                         "-djfile", str(model_dir / "dataset.json"), "-pfile", str(model_dir / "plans.json"),
                         "-o", str(summary), "-np", "1"]
             step("evaluate", evaluate, env, "evaluate.log")
@@ -397,7 +310,7 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
         resume = ""
         if current["step"] == "train":
             resume = (f" Resume the training from its last checkpoint: {uses} "
-                      + " ".join(_short(c) for c in current["cmd"]) + " --c")
+                      + display(current["cmd"]) + " --c")
         raise DemoInterrupted(f"interrupted during '{current['step']}'; kept {workdir} (what was done so far, "
                               f"logs in {logs}).{resume} Or run the demo again with --overwrite.") from None
     finally:
@@ -428,7 +341,7 @@ def main(args: argparse.Namespace) -> int:
     except DemoInterrupted as e:
         print(f"\nlightmedseg demo: {e}", file=sys.stderr)
         return 130
-    except DemoError as e:
+    except (DemoError, CommandError) as e:
         print(f"lightmedseg demo: error: {e}", file=sys.stderr)
         return 1
     return 0
