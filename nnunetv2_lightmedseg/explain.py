@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .network import LightMedSeg
+from .utils.names import case_name
 
 AXES = ("d", "h", "w")
 PATH_NAMES = ("depthwise 3x3x3", "GhostConv 3x3x3", "pointwise 1x1x1")
@@ -62,15 +63,6 @@ def channel_files(image_files: Sequence[str], num_channels: int, file_ending: st
     if len(files) != num_channels:
         raise ExplainError(f"the model expects {num_channels} input channel(s), got {len(files)} image file(s)")
     return files
-
-
-def case_name(image_file: str) -> str:
-    name = Path(image_file).name
-    for ending in (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif"):
-        if name.endswith(ending):
-            name = name[: -len(ending)]
-            break
-    return re.sub(r"_\d{4}$", "", name)
 
 
 def center_crop_or_pad(data: np.ndarray, size: Sequence[int]) -> Tuple[np.ndarray, List[int]]:
@@ -357,7 +349,8 @@ def explain_trained(predictor, image_files: Sequence[str], out_dir: Path) -> Dic
         names = {int(v): fg[i] if i < len(fg) else f"region {i}" for i, v in enumerate(lm.regions_class_order)}
     source = (f"{predictor.trainer_name} ({pm.plans_name}), preprocessed as nnUNetv2_predict; "
               f"centred patch {list(cm.patch_size)}")
-    return explain_patch(network, patch, out_dir, case_name(files[0]), cm.spacing, to_seg, names, source)
+    case = case_name(files[0], dj.get("file_ending"), channel_suffix=True)
+    return explain_patch(network, patch, out_dir, case, cm.spacing, to_seg, names, source)
 
 
 def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_classes: int = 3,
@@ -368,7 +361,7 @@ def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_c
         files = channel_files(image_files, len(image_files))
         data, props = SimpleITKIO().read_images(files)
         spacing = [float(s) for s in props["spacing"]]
-        case = case_name(files[0])
+        case = case_name(files[0], channel_suffix=True)
     else:
         data, spacing, case = demo_volume(seed), [1.0, 1.0, 1.0], "generated_phantom"
     data = np.asarray(data, dtype=np.float32)

@@ -55,3 +55,22 @@ def test_last_exception_line():
     lines = ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: LightMedSeg was built for 4"]
     assert last_exception_line(lines) == "ValueError: LightMedSeg was built for 4"
     assert last_exception_line(["all fine"]) is None
+
+
+# ---------------------------------------------------------------------------------------------- names
+def test_case_names_and_dataset_names():
+    from nnunetv2_lightmedseg.utils.names import case_name, dataset_folder_name, parse_dataset_name
+
+    assert case_name("/pred/hippocampus_001.nii.gz") == "hippocampus_001"
+    assert case_name("/img/BRATS_001_0003.nii.gz", channel_suffix=True) == "BRATS_001"
+    assert case_name("/img/case_0000.nii.gz") == "case_0000"  # a label/prediction file has no channel suffix
+    assert case_name("a_0001.tiff", channel_suffix=True) == "a" and case_name("x.nrrd") == "x"
+    assert case_name("c_0000.b2nd", channel_suffix=True) == "c"  # unknown ending: the last extension goes
+    assert case_name("c.seg.gz", file_ending=".seg.gz") == "c"
+    assert parse_dataset_name("Dataset004_Hippocampus") == (4, "Hippocampus")
+    assert parse_dataset_name("Dataset4_Hippocampus") is None and parse_dataset_name("MyData") is None
+    assert dataset_folder_name(7, "My-Data_2") == "Dataset007_My-Data_2"
+    with pytest.raises(ValueError, match="three digits"):
+        dataset_folder_name(1000, "X")
+    with pytest.raises(ValueError, match="letters"):
+        dataset_folder_name(1, "with space")

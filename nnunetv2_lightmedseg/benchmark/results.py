@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.names import case_name
 from ..utils.tables import table_lines
 
 FG = "fg_mean"  # per-case mean Dice over the foreground labels/regions
@@ -38,7 +39,7 @@ def load_summary(path: str) -> dict:
     labels = list(raw["mean"].keys())
     cases: Dict[str, Dict[str, float]] = {}
     for c in raw["metric_per_case"]:
-        cid = _case_id(c.get("prediction_file") or c.get("reference_file"))
+        cid = case_name(c.get("prediction_file") or c.get("reference_file"))
         d = {lab: float(c["metrics"][lab]["Dice"]) for lab in labels if lab in c["metrics"]}
         fg = [v for lab, v in d.items() if lab not in ("0",) and not np.isnan(v)]
         d[FG] = float(np.mean(fg)) if fg else float("nan")
@@ -46,14 +47,6 @@ def load_summary(path: str) -> dict:
     return {"labels": [lab for lab in labels if lab != "0"],
             "mean": {lab: float(raw["mean"][lab]["Dice"]) for lab in labels},
             "foreground_mean": float(raw["foreground_mean"]["Dice"]), "cases": cases}
-
-
-def _case_id(path: str) -> str:
-    name = os.path.basename(path)
-    for ending in (".nii.gz", ".nrrd", ".mha", ".nii", ".png", ".tif", ".tiff", ".b2nd"):
-        if name.endswith(ending):
-            return name[: -len(ending)]
-    return os.path.splitext(name)[0]
 
 
 def epoch_times(fold_folder: str) -> List[float]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
+from nnunetv2_lightmedseg.utils.names import parse_dataset_name
 from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env, planning_env, training_env
 from nnunetv2_lightmedseg.utils.process import CommandError, console_script, display, run_step
 
@@ -49,7 +49,6 @@ MARKER = ".lightmedseg_demo"
 #: `lightmedseg demo` with its defaults, end to end (generate, plan+preprocess, train, predict, evaluate), on 2 idle
 #: CPU cores of this project's machine (README, "Quick start"); the help and the README quote this figure
 MEASURED_DEMO_SECONDS = 107
-DATASET_RE = re.compile(r"^Dataset(\d{3})_(.+)$")
 
 class DemoError(RuntimeError):
     """A problem the user can fix (bad path, malformed dataset, failed step); printed without a traceback."""
@@ -87,8 +86,8 @@ def check_raw_dataset(path: Path) -> RawDataset:
     if not path.is_dir():
         raise DemoError(f"--dataset {path}: not a folder. Pass an nnU-Net raw dataset folder DatasetXXX_Name.")
     path = path.resolve()
-    m = DATASET_RE.match(path.name)
-    if not m:
+    parsed = parse_dataset_name(path.name)
+    if parsed is None:
         raise DemoError(f"--dataset {path}: the folder name must be DatasetXXX_Name with a 3-digit id, as nnU-Net "
                         f"requires (e.g. Dataset004_Hippocampus); got {path.name!r}. Rename the folder.")
     dj_file = path / "dataset.json"
@@ -128,7 +127,7 @@ def check_raw_dataset(path: Path) -> RawDataset:
         if absent:
             raise DemoError(f"{path / 'imagesTr'}: missing {absent[0]} (dataset.json lists {channels} channel(s); "
                             f"every case needs CASE_0000{ending} .. CASE_{channels - 1:04d}{ending}).")
-    ds = RawDataset(path, int(m.group(1)), path.name, dj)
+    ds = RawDataset(path, parsed[0], path.name, dj)
     ts_images, ts_labels = path / "imagesTs", path / "labelsTs"
     if ts_images.is_dir() and ts_labels.is_dir():
         test_cases = _case_ids(ts_labels, ending)
