@@ -215,14 +215,18 @@ def test_env_for_nnunet_commands(tmp_path):
     assert training_env({}, 0)["nnUNet_n_proc_DA"] == "0"
 
 
-def test_read_dice_names_labels_and_regions(tmp_path):
+def test_named_dice_names_labels_and_regions(tmp_path):
+    from nnunetv2_lightmedseg.utils.summary import named_dice
+
+    cases = [{"reference_file": f"/ref/c{i}.nii.gz", "prediction_file": f"/pred/c{i}.nii.gz", "metrics": {}}
+             for i in range(2)]
     summary = {"mean": {"(1, 2, 3)": {"Dice": 0.9}, "(2, 3)": {"Dice": 0.8}, "(3,)": {"Dice": 0.7}},
-               "foreground_mean": {"Dice": 0.8}, "metric_per_case": [{}, {}]}
+               "foreground_mean": {"Dice": 0.8}, "metric_per_case": cases}
     (tmp_path / "s.json").write_text(json.dumps(summary))
     dj = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}}
-    assert demo.read_dice(tmp_path / "s.json", dj) == (
+    assert named_dice(tmp_path / "s.json", dj) == (
         {"whole tumor": 0.9, "tumor core": 0.8, "enhancing tumor": 0.7}, 0.8, 2)
     summary["mean"] = {"1": {"Dice": 0.5}, "2": {"Dice": 0.25}}
     (tmp_path / "s.json").write_text(json.dumps(summary))
-    per_class, mean, n = demo.read_dice(tmp_path / "s.json", {"labels": {"background": 0, "a": 1, "b": 2}})
+    per_class, mean, n = named_dice(tmp_path / "s.json", {"labels": {"background": 0, "a": 1, "b": 2}})
     assert per_class == {"a": 0.5, "b": 0.25}

@@ -11,7 +11,7 @@ retraining:
   foreground label/region on the validation patches of that epoch; written as ``np.float32(x)`` by recent
   NumPy, plain floats by older ones) and ``Epoch time: X s``;
 * ``validation/summary.json`` -- nnU-Net's final validation on the fold's full validation cases
-  (``foreground_mean`` Dice and the mean per label), read with :func:`.results.load_summary`.
+  (``foreground_mean`` Dice and the mean per label), read with :func:`nnunetv2_lightmedseg.utils.summary.load_summary`.
 
 Conventions (stated in ``--json`` under ``method``):
 
@@ -41,7 +41,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..utils.tables import table_lines
-from .results import EPOCH_TIME, epoch_times, load_summary
+from ..utils.summary import load_summary
+from .results import EPOCH_TIME, epoch_times
 
 LIGHTMEDSEG = "LightMedSeg"
 STOCK = "stock nnU-Net"

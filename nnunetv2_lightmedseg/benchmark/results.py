@@ -15,40 +15,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..utils.names import case_name
+from ..utils.summary import FG, load_summary
 from ..utils.tables import table_lines
 
-FG = "fg_mean"  # per-case mean Dice over the foreground labels/regions
 EPOCH_TIME = re.compile(r"Epoch time:\s*([0-9.]+)\s*s")
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def load_summary(path: str) -> dict:
-    """Read an nnU-Net ``summary.json``: ``{"labels": [...], "mean": {label: Dice}, "foreground_mean": Dice,
-    "cases": {case_id: {label: Dice, "fg_mean": Dice}}}`` (labels as nnU-Net writes the keys, e.g. ``"1"`` or
-    ``"(1, 2)"``; ``Dice`` NaN where a label is absent from reference and prediction, as nnU-Net records it)."""
-    import json
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: run nnU-Net's validation for this fold "
-                                f"(nnUNetv2_train ... --val) or check the folder")
-    with open(path) as f:
-        raw = json.load(f)
-    for key in ("metric_per_case", "mean", "foreground_mean"):
-        if key not in raw:
-            raise ValueError(f"{path} is not an nnU-Net summary.json (no {key!r})")
-    labels = list(raw["mean"].keys())
-    cases: Dict[str, Dict[str, float]] = {}
-    for c in raw["metric_per_case"]:
-        cid = case_name(c.get("prediction_file") or c.get("reference_file"))
-        d = {lab: float(c["metrics"][lab]["Dice"]) for lab in labels if lab in c["metrics"]}
-        fg = [v for lab, v in d.items() if lab not in ("0",) and not np.isnan(v)]
-        d[FG] = float(np.mean(fg)) if fg else float("nan")
-        cases[cid] = d
-    return {"labels": [lab for lab in labels if lab != "0"],
-            "mean": {lab: float(raw["mean"][lab]["Dice"]) for lab in labels},
-            "foreground_mean": float(raw["foreground_mean"]["Dice"]), "cases": cases}
-
-
 def epoch_times(fold_folder: str) -> List[float]:
     """All ``Epoch time: X s`` values of the fold's ``training_log_*.txt`` files (in file-name = time order).
     An interrupted and continued training writes several logs; all epochs are kept."""

@@ -261,6 +261,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_results(args: argparse.Namespace) -> int:
     from ..benchmark import results as R
+    from ..utils.summary import load_summary
 
     try:
         if args.a or args.b:
@@ -303,7 +304,7 @@ def run_results(args: argparse.Namespace) -> int:
             dst = os.path.join(args.test_output, name)
             print(f"\npredicting {args.test_images} with {name} (folds {folds_int}) -> {dst}", flush=True)
             try:
-                test[key] = R.load_summary(R.predict_and_evaluate(folder, folds_int, args.test_images,
+                test[key] = load_summary(R.predict_and_evaluate(folder, folds_int, args.test_images,
                                                                   args.test_labels, dst, args.device,
                                                                   checkpoint=args.checkpoint,
                                                                   use_mirroring=not args.disable_tta))

@@ -39,6 +39,7 @@ from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
 from nnunetv2_lightmedseg.utils.names import parse_dataset_name
 from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env, planning_env, training_env
 from nnunetv2_lightmedseg.utils.process import CommandError, console_script, display, run_step
+from nnunetv2_lightmedseg.utils.summary import named_dice
 
 DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
 DEFAULT_DATASET_ID = 990
@@ -182,32 +183,6 @@ def _clean(workdir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ results
-def _label_keys(value) -> List[str]:
-    """The ways nnU-Net's summary.json may spell a label or region key (``1``, ``(1, 2, 3)``, ``(3,)``, ``3``)."""
-    if isinstance(value, (list, tuple)):
-        values = tuple(int(v) for v in value)
-        keys = [str(values), str(list(values))]
-        if len(values) == 1:
-            keys.append(str(values[0]))
-    else:
-        keys = [str(int(value))]
-    return [k.replace(" ", "") for k in keys]
-
-
-def read_dice(summary_file: Path, dataset_json: dict) -> Tuple[Dict[str, float], float, int]:
-    """Per-class (or per-region) mean Dice, foreground mean and case count from nnU-Net's summary.json.
-
-    Keys are named after dataset.json's labels; a NaN (class absent from every reference and prediction)
-    stays NaN.
-    """
-    summary = json.loads(Path(summary_file).read_text())
-    names = {k: name for name, value in dataset_json["labels"].items() if name != "background"
-             for k in _label_keys(value)}
-    per_class = {names.get(key.replace(" ", ""), key): float(metrics["Dice"])
-                 for key, metrics in summary["mean"].items()}
-    return per_class, float(summary["foreground_mean"]["Dice"]), len(summary["metric_per_case"])
-
-
 def print_report(result: dict) -> None:
     print("\n" + "=" * 72)
     print(f"LightMedSeg demo: {result['dataset']}  trainer {result['trainer']}  ({result['device']})")
@@ -296,7 +271,7 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
             evaluated_on = "fold-0 validation cases (predicted and evaluated by nnUNetv2_train)"
         if not summary.is_file():
             raise DemoError(f"nnU-Net finished but wrote no {summary}; see the logs in {logs}.")
-        dice, mean, n = read_dice(summary, ds.dataset_json)
+        dice, mean, n = named_dice(summary, ds.dataset_json)
         result = {"dataset": ds.name, "trainer": trainer, "device": device, "dice": dice, "mean_dice": mean,
                   "num_eval_cases": n, "evaluated_on": evaluated_on, "seconds": seconds, "cpu_seconds": cpu,
                   "summary_json": str(summary), "model_folder": str(model_dir), "workdir": str(workdir)}
