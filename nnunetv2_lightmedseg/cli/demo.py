@@ -23,179 +23,37 @@ it did not create: it writes only into a new or empty folder, or into one a prev
 a ``.lightmedseg_demo`` file), and replaces a previous run's contents only with ``--overwrite``. ``--clean``
 removes, after a successful run, what this run created (the folder itself if the demo created it, else its
 contents); a user's ``--dataset`` is only linked into the work folder, never copied, changed or deleted.
+
+This module holds the command line and the order of the steps; the dataset check, the work folder and the report
+are :mod:`nnunetv2_lightmedseg.demo`, running nnU-Net's commands and reading their output
+:mod:`nnunetv2_lightmedseg.utils`.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
-from nnunetv2_lightmedseg.utils.names import parse_dataset_name
-from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env, planning_env, training_env
-from nnunetv2_lightmedseg.utils.process import CommandError, console_script, display, run_step
-from nnunetv2_lightmedseg.utils.summary import named_dice
+from ..demo import DemoError
+from ..demo.dataset import check_raw_dataset
+from ..demo.report import print_kept, print_report
+from ..demo.workdir import clean_workdir, prepare_workdir
+from ..utils.nnunet_env import nnunet_env, planning_env, training_env
+from ..utils.process import CommandError, console_script, display, run_step
+from ..utils.summary import named_dice
+from .options import add_device, add_disable_tta
 
 DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
 DEFAULT_DATASET_ID = 990
 CONFIGURATION = "3d_fullres"
 PLANS = "nnUNetPlans"
 FOLD = 0
-MARKER = ".lightmedseg_demo"
 #: `lightmedseg demo` with its defaults, end to end (generate, plan+preprocess, train, predict, evaluate), on 2 idle
 #: CPU cores of this project's machine (README, "Quick start"); the help and the README quote this figure
 MEASURED_DEMO_SECONDS = 107
-
-class DemoError(RuntimeError):
-    """A problem the user can fix (bad path, malformed dataset, failed step); printed without a traceback."""
-
-
-# ----------------------------------------------------------------------------------------- the dataset
-@dataclass
-class RawDataset:
-    """A checked nnU-Net raw dataset folder."""
-    path: Path
-    dataset_id: int
-    name: str  # DatasetXXX_Name
-    dataset_json: dict
-    test_images: Optional[Path] = None  # imagesTs, when labelsTs has a label for every test case
-    test_labels: Optional[Path] = None
-    num_test: int = 0
-    notes: List[str] = field(default_factory=list)
-
-
-def _case_ids(folder: Path, file_ending: str) -> List[str]:
-    return sorted(p.name[: -len(file_ending)] for p in folder.iterdir()
-                  if p.name.endswith(file_ending) and not p.name.startswith("."))
-
-
-def check_raw_dataset(path: Path) -> RawDataset:
-    """Check a user's raw dataset folder against nnU-Net's layout; DemoError says what is wrong and what to do.
-
-    Only the structure is checked here (names, dataset.json, one image per channel for every label); nnU-Net's
-    ``--verify_dataset_integrity`` (run during planning) then checks geometry and label values.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DemoError(f"--dataset {path}: no such folder. Pass an nnU-Net raw dataset folder "
-                        f"(e.g. .../nnUNet_raw/Dataset004_Hippocampus).")
-    if not path.is_dir():
-        raise DemoError(f"--dataset {path}: not a folder. Pass an nnU-Net raw dataset folder DatasetXXX_Name.")
-    path = path.resolve()
-    parsed = parse_dataset_name(path.name)
-    if parsed is None:
-        raise DemoError(f"--dataset {path}: the folder name must be DatasetXXX_Name with a 3-digit id, as nnU-Net "
-                        f"requires (e.g. Dataset004_Hippocampus); got {path.name!r}. Rename the folder.")
-    dj_file = path / "dataset.json"
-    if not dj_file.is_file():
-        raise DemoError(f"--dataset {path}: no dataset.json. nnU-Net needs one (channel_names, labels, numTraining, "
-                        f"file_ending); see nnunetv2.dataset_conversion.generate_dataset_json.")
-    try:
-        dj = json.loads(dj_file.read_text())
-    except json.JSONDecodeError as e:
-        raise DemoError(f"{dj_file}: not valid JSON ({e}).") from None
-    missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in dj]
-    if "channel_names" not in dj and "modality" in dj:
-        raise DemoError(f"{dj_file}: this is an nnU-Net v1 / MSD dataset.json ('modality'). Convert the dataset "
-                        f"with nnUNetv2_convert_MSD_dataset or nnUNetv2_convert_old_nnUNet_dataset first.")
-    if missing:
-        raise DemoError(f"{dj_file}: missing key(s) {missing}; nnU-Net v2 needs channel_names, labels, "
-                        f"numTraining and file_ending.")
-    if "background" not in dj["labels"] or dj["labels"]["background"] != 0:
-        raise DemoError(f"{dj_file}: labels must contain 'background': 0 (nnU-Net's convention).")
-    ending = dj["file_ending"]
-    channels = len(dj["channel_names"])
-    for sub in ("imagesTr", "labelsTr"):
-        if not (path / sub).is_dir():
-            raise DemoError(f"--dataset {path}: no {sub} folder (nnU-Net raw layout: imagesTr/, labelsTr/, "
-                            f"dataset.json, optionally imagesTs/).")
-    cases = _case_ids(path / "labelsTr", ending)
-    if not cases:
-        raise DemoError(f"{path / 'labelsTr'}: no label files ending in {ending!r} (dataset.json file_ending).")
-    if len(cases) != int(dj["numTraining"]):
-        raise DemoError(f"{dj_file}: numTraining is {dj['numTraining']} but labelsTr holds {len(cases)} "
-                        f"label files; set numTraining to {len(cases)}.")
-    if len(cases) < 5:
-        raise DemoError(f"--dataset {path}: {len(cases)} training cases; nnU-Net's 5-fold split needs at least 5.")
-    images = set(p.name for p in (path / "imagesTr").iterdir())
-    for case in cases:
-        absent = [f"{case}_{c:04d}{ending}" for c in range(channels) if f"{case}_{c:04d}{ending}" not in images]
-        if absent:
-            raise DemoError(f"{path / 'imagesTr'}: missing {absent[0]} (dataset.json lists {channels} channel(s); "
-                            f"every case needs CASE_0000{ending} .. CASE_{channels - 1:04d}{ending}).")
-    ds = RawDataset(path, parsed[0], path.name, dj)
-    ts_images, ts_labels = path / "imagesTs", path / "labelsTs"
-    if ts_images.is_dir() and ts_labels.is_dir():
-        test_cases = _case_ids(ts_labels, ending)
-        ts_files = set(p.name for p in ts_images.iterdir())
-        usable = test_cases and all(f"{c}_{k:04d}{ending}" in ts_files for c in test_cases for k in range(channels))
-        if usable:
-            ds.test_images, ds.test_labels, ds.num_test = ts_images, ts_labels, len(test_cases)
-        else:
-            ds.notes.append("imagesTs/labelsTs do not match (every labelsTs case needs all its channels in "
-                            "imagesTs): evaluating the fold-0 validation cases instead.")
-    else:
-        ds.notes.append("no imagesTs + labelsTs: the Dice reported is that of the fold-0 validation cases, which "
-                        "nnUNetv2_train predicts and evaluates after training (cases it did not train on).")
-    return ds
-
-
-# ------------------------------------------------------------------------------------------ work folder
-def prepare_workdir(workdir: Path, overwrite: bool = False) -> Tuple[Path, bool]:
-    """Create the demo's work folder, or reuse an empty one; returns (folder, created by this call).
-
-    A folder a previous demo run created (marker file) is emptied only with ``overwrite``; any other non-empty
-    folder is refused, so nothing the demo did not create is ever deleted."""
-    workdir = Path(workdir).expanduser().resolve()
-    created = not workdir.exists()
-    if not created:
-        if not workdir.is_dir():
-            raise DemoError(f"--workdir {workdir} exists and is not a folder.")
-        if any(workdir.iterdir()):
-            if not (workdir / MARKER).exists():
-                raise DemoError(f"--workdir {workdir} is not empty and was not created by `lightmedseg demo`; "
-                                f"refusing to write there. Pass a new or empty folder.")
-            if not overwrite:
-                raise DemoError(f"--workdir {workdir} holds a previous `lightmedseg demo` run (its model, "
-                                f"predictions and logs; see {workdir / 'demo_summary.json'}). Pass --overwrite to "
-                                f"replace it, or another --workdir to keep it.")
-            _clean(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / MARKER).write_text("work folder of `lightmedseg demo` (`lightmedseg demo --overwrite` may replace "
-                                  "its contents)\n")
-    return workdir, created
-
-
-def _clean(workdir: Path) -> None:
-    """Delete the contents of a demo work folder (symlinked user datasets are unlinked, never followed)."""
-    if not (workdir / MARKER).exists():
-        return
-    for child in workdir.iterdir():
-        if child.is_symlink() or child.is_file():
-            child.unlink()
-        else:
-            shutil.rmtree(child)
-
-
-# ------------------------------------------------------------------------------------------------ results
-def print_report(result: dict) -> None:
-    print("\n" + "=" * 72)
-    print(f"LightMedSeg demo: {result['dataset']}  trainer {result['trainer']}  ({result['device']})")
-    print(f"Dice on {result['num_eval_cases']} {result['evaluated_on']}:")
-    width = max(len(k) for k in result["dice"]) if result["dice"] else 4
-    for name, dice in result["dice"].items():
-        print(f"  {name:<{width}}  {dice:.4f}")
-    print(f"  {'mean':<{width}}  {result['mean_dice']:.4f}  (foreground classes/regions)")
-    cpu = result.get("cpu_seconds", {})
-    times = ", ".join(f"{k} {v:.1f} s" + (f" (CPU {cpu[k]:.0f} s)" if k in cpu else "")
-                      for k, v in result["seconds"].items())
-    print(f"Time (wall): {times}; total {sum(result['seconds'].values()):.1f} s")
-    print("=" * 72)
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -289,16 +147,13 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
                               f"logs in {logs}).{resume} Or run the demo again with --overwrite.") from None
     finally:
         if succeeded and clean:
-            _clean(workdir)
+            clean_workdir(workdir)
             if created:
                 workdir.rmdir()
             print(f"--clean: removed what this run created in {workdir}.")
         elif succeeded:
-            print(f"Kept everything in {workdir}:\n  model          {model_dir}\n  predictions    "
-                  f"{workdir / 'predictions' if ds.test_images is not None else summary.parent}\n  logs           "
-                  f"{logs}\n  summary        {workdir / 'demo_summary.json'}\nUse it with nnU-Net: export {uses}; "
-                  f"then e.g. nnUNetv2_predict -i IMAGES -o OUT -d {ds.dataset_id} -c {CONFIGURATION} -f {FOLD} "
-                  f"-tr {trainer} -device {device}. Remove it with `rm -r {workdir}` (or run the demo with --clean).")
+            print_kept(workdir, model_dir, workdir / "predictions" if ds.test_images is not None else summary.parent,
+                       logs, uses, ds.dataset_id, CONFIGURATION, FOLD, trainer, device)
         elif not current.get("interrupted"):
             print(f"Logs kept in {logs}", file=sys.stderr)
 
