@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from nnunetv2_lightmedseg.explain import anchor_voxels, center_crop_or_pad, choose_slices
+from nnunetv2_lightmedseg.deploy.explain import anchor_voxels, center_crop_or_pad, choose_slices
 
 FIGURES = ("anchors", "lspm", "skip_router", "decoder_paths", "prediction")
 

@@ -1,4 +1,4 @@
-"""``lightmedseg explain``: figures of LightMedSeg's internals for one case (see :mod:`nnunetv2_lightmedseg.explain`)."""
+"""``lightmedseg explain``: figures of LightMedSeg's internals for one case (see :mod:`nnunetv2_lightmedseg.deploy.explain`)."""
 from __future__ import annotations
 
 import argparse
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy.loading import ModelLoadError, load_predictor
-    from ..explain import ExplainError, explain_trained, explain_untrained
+    from ..deploy.explain import ExplainError, explain_trained, explain_untrained
 
     try:
         if args.dataset is not None:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .network import LightMedSeg
-from .utils.names import case_name
+from ..network import LightMedSeg
+from ..utils.names import case_name
 
 AXES = ("d", "h", "w")
 PATH_NAMES = ("depthwise 3x3x3", "GhostConv 3x3x3", "pointwise 1x1x1")
@@ -82,7 +82,7 @@ def center_crop_or_pad(data: np.ndarray, size: Sequence[int]) -> Tuple[np.ndarra
 
 def demo_volume(seed: int = 0, shape: Tuple[int, int, int] = (64, 64, 64)) -> np.ndarray:
     """A generated (1, *shape) phantom for ``explain`` without an image (the demo data of this package)."""
-    from .data.synthetic import label_case
+    from ..data.synthetic import label_case
     image, _ = label_case(np.random.default_rng(seed), shape)
     return image
 
@@ -323,7 +323,7 @@ def explain_patch(network: LightMedSeg, patch: np.ndarray, out_dir: Path, case: 
 
 def explain_trained(predictor, image_files: Sequence[str], out_dir: Path) -> Dict:
     """Preprocess a case as nnUNetv2_predict does and explain one centred patch (see the module docstring)."""
-    from .deploy.loading import find_lightmedseg
+    from .loading import find_lightmedseg
     network = find_lightmedseg(predictor.network)
     if network is None:
         raise ExplainError(f"the trained network is a {type(predictor.network).__name__}, not LightMedSeg: explain "
