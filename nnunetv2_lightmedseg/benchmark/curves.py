@@ -300,12 +300,11 @@ def plot_curves(runs: Sequence[dict], path: str, title: str = DEFAULT_TITLE,
     """Two panels: mean Dice vs training iterations (log x) and vs training hours. Big markers joined per family
     (sorted by iterations): final validation foreground-mean Dice; thin faint lines: each run's per-epoch mean
     pseudo Dice; dashed line: ``reference`` (None: none). Returns the ``matplotlib.figure.Figure`` written."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(12.5, 5.0))
-    FigureCanvasAgg(fig)
+    from ..utils.figures import new_figure
+
+    fig = new_figure(figsize=(12.5, 5.0))
     ax_it, ax_h = fig.subplots(1, 2, sharey=True)
     families = []
     for r in runs:

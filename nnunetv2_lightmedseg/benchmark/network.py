@@ -208,9 +208,7 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
 def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
     """Bars of params, GMACs, CPU latency (IQR error bars), train-step time and peak memory; log scale for the
     counts (they span two orders of magnitude); each bar labelled with its ratio to stock."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..utils.figures import new_figure
 
     panels = [("params", "parameters (M)", 1e-6, True), ("macs", "GMACs / forward", 1e-9, True),
               ("latency_s", "CPU forward (s)", 1.0, False), ("train_step_s", "train step (s)", 1.0, False),
@@ -219,8 +217,8 @@ def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
     stock = next((r for r in rows if r["name"] == STOCK), None)
     names = [r["name"] for r in rows]
     colors = ["tab:gray" if r["kind"] == "stock" else "tab:blue" for r in rows]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1, 4.6))
-    axes = list(axes) if len(panels) > 1 else [axes]
+    fig = new_figure(figsize=(3.4 * len(panels) + 1, 4.6))
+    axes = list(fig.subplots(1, len(panels), squeeze=False)[0])
     for ax, (key, label, scale, log) in zip(axes, panels):
         vals = [(r.get(key) or 0) * scale for r in rows]
         err = None
@@ -248,4 +246,3 @@ def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -225,12 +225,11 @@ def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
     """Left: overall Dice per label (pooled cases) for A and B, annotated with B - A and its paired-bootstrap 95% CI
     (drawn as an error bar on B's bar, shifted by A's mean); right: per-case foreground-mean Dice, B against A,
     with the identity line."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..utils.figures import new_figure
 
     labels = cmp["labels"] + [FG]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig = new_figure(figsize=(11, 4.6))
+    ax1, ax2 = fig.subplots(1, 2)
     x = np.arange(len(labels))
     ma = [cmp["overall"][lab]["mean_a"] or 0 for lab in labels]
     mb = [cmp["overall"][lab]["mean_b"] or 0 for lab in labels]
@@ -269,4 +268,3 @@ def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
                       f"CI [{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}])", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

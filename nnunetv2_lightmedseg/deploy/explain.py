@@ -29,8 +29,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from ..network import LightMedSeg
+from ..utils.figures import new_figure
 from ..utils.names import case_name
 
 AXES = ("d", "h", "w")
@@ -155,10 +160,6 @@ class Renderer:
 
     def __init__(self, out_dir: Path, case: str, image: np.ndarray, spacing: Sequence[float], slices: Sequence[int],
                  padded: bool, source: str) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        self.plt = plt
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.case, self.image, self.spacing, self.slices = case, image, spacing, list(slices)
@@ -174,7 +175,6 @@ class Renderer:
     def _save(self, fig, name: str) -> Path:
         path = self.out / f"{self.case}_{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
-        self.plt.close(fig)
         return path
 
     def _image(self, ax, axis: int):
@@ -182,10 +182,10 @@ class Renderer:
                      vmin=self.vmin, vmax=self.vmax)
 
     def anchors(self, vox: np.ndarray) -> Path:
-        plt = self.plt
         n = len(vox)
-        colors = plt.get_cmap("tab20" if n > 10 else "tab10")(np.arange(n) % (20 if n > 10 else 10))
-        fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
+        colors = colormaps["tab20" if n > 10 else "tab10"](np.arange(n) % (20 if n > 10 else 10))
+        fig = new_figure(figsize=(15, 5.4), layout="constrained")
+        axes = fig.subplots(1, 3)
         for axis, ax in enumerate(axes):
             self._image(ax, axis)
             r, c = _plane_axes(axis)
@@ -194,7 +194,7 @@ class Renderer:
                 ax.annotate(str(i), (vox[i, c], vox[i, r]), xytext=(5, 4), textcoords="offset points",
                             color="white", fontsize=9, fontweight="bold", zorder=4)
             ax.set_title(_view_title(axis, self.slices[axis]))
-        handles = [plt.Line2D([], [], marker="o", ls="", color=colors[i],
+        handles = [Line2D([], [], marker="o", ls="", color=colors[i],
                               label=f"{i}: ({vox[i, 0]:.1f}, {vox[i, 1]:.1f}, {vox[i, 2]:.1f})") for i in range(n)]
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="anchor: voxel (d, h, w)",
                    fontsize=8)
@@ -202,9 +202,9 @@ class Renderer:
         return self._save(fig, "anchors")
 
     def lspm(self, texture: np.ndarray, gate: np.ndarray) -> Path:
-        plt = self.plt
         rows = [("image", None), ("LSPM texture map T (§3.3)", texture), ("LSPM gate (§3.3)", gate)]
-        fig, axes = plt.subplots(3, 3, figsize=(13, 12), layout="constrained")
+        fig = new_figure(figsize=(13, 12), layout="constrained")
+        axes = fig.subplots(3, 3)
         for row, (label, vol) in enumerate(rows):
             for axis in range(3):
                 ax = axes[row, axis]
@@ -219,10 +219,10 @@ class Renderer:
         return self._save(fig, "lspm")
 
     def skip_router(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
-        plt = self.plt
         stages = sorted(weights)
         axis = 0
-        fig, axes = plt.subplots(len(stages), 5, figsize=(20, 4.2 * len(stages)), squeeze=False, layout="constrained")
+        fig = new_figure(figsize=(20, 4.2 * len(stages)), layout="constrained")
+        axes = fig.subplots(len(stages), 5, squeeze=False)
         lo, hi = _shared_range(weights.values())
         for row, k in enumerate(stages):
             self._image(axes[row, 0], axis)
@@ -239,10 +239,10 @@ class Renderer:
         return self._save(fig, "skip_router")
 
     def decoder_paths(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
-        plt = self.plt
         stages = sorted(weights)
         axis = 0
-        fig, axes = plt.subplots(len(stages), 3, figsize=(13, 3.9 * len(stages)), squeeze=False, layout="constrained")
+        fig = new_figure(figsize=(13, 3.9 * len(stages)), layout="constrained")
+        axes = fig.subplots(len(stages), 3, squeeze=False)
         lo, hi = _shared_range(weights.values())
         for row, k in enumerate(stages):
             for p in range(3):
@@ -257,13 +257,11 @@ class Renderer:
         return self._save(fig, "decoder_paths")
 
     def prediction(self, seg: np.ndarray, label_names: Dict[int, str]) -> Path:
-        plt = self.plt
-        from matplotlib.colors import ListedColormap
-        from matplotlib.patches import Patch
         n = int(max(max(label_names) if label_names else 0, seg.max())) + 1
-        base = plt.get_cmap("tab10")(np.arange(10))
+        base = colormaps["tab10"](np.arange(10))
         cmap = ListedColormap(np.vstack([[0, 0, 0, 0], base[[3, 2, 0, 1, 4, 5, 6, 8, 9]]])[:max(n, 2)])
-        fig, axes = plt.subplots(2, 3, figsize=(15, 9.5), layout="constrained")
+        fig = new_figure(figsize=(15, 9.5), layout="constrained")
+        axes = fig.subplots(2, 3)
         for axis in range(3):
             self._image(axes[0, axis], axis)
             axes[0, axis].set_title(f"image, {_view_title(axis, self.slices[axis])}", fontsize=9)
