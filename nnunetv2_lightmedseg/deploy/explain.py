@@ -6,8 +6,8 @@ to ONE patch of the plans' patch size, centred on the preprocessed volume (padde
 is smaller, as nnU-Net's sliding window pads). One patch, not a sliding window, because the maps are per
 forward pass: anchors, gates and routing weights of overlapping windows cannot be averaged meaningfully.
 Hippocampus-sized cases fit one patch entirely. Without a trained model (``-d`` omitted) a freshly initialised
-LightMedSeg is used on the given image (z-scored per channel, centre crop/pad to at most 128 per axis) or on a
-generated phantom: a demo of the figures, not of a model's judgement.
+LightMedSeg is used on the given image (z-scored per channel by nnU-Net's ``ZScoreNormalization``, centre
+crop/pad to at most 128 per axis) or on a generated phantom: a demo of the figures, not of a model's judgement.
 
 Geometry. Every map is shown on the grid the network computes on: the input padded at the far end to a
 multiple of 16 (``forward_with_intermediates`` grids). Half- and lower-resolution maps are upsampled by
@@ -22,7 +22,7 @@ centre of the grid when nothing is predicted. The same three slice indices are u
 from __future__ import annotations
 
 import json
-import re
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -51,18 +51,24 @@ class ExplainError(RuntimeError):
 # --------------------------------------------------------------------------------------------- input handling
 def channel_files(image_files: Sequence[str], num_channels: int, file_ending: str = ".nii.gz") -> List[str]:
     """The files of all channels of a case. Given only ``CASE_0000<ending>`` for a multi-channel model, the
-    siblings ``CASE_0001..`` (nnU-Net's naming) are used."""
+    siblings ``CASE_0001..`` are found as nnUNetv2_predict finds a case's channels
+    (``create_lists_from_splitted_dataset_folder``)."""
     files = [str(f) for f in image_files]
     for f in files:
         if not Path(f).is_file():
             raise ExplainError(f"image {f} not found")
     if len(files) == 1 and num_channels > 1:
-        m = re.match(r"(.*)_0000" + re.escape(file_ending) + "$", files[0])
-        if m is None:
+        from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
+
+        folder, first = os.path.split(files[0])
+        if not first.endswith("_0000" + file_ending):
             raise ExplainError(f"the model expects {num_channels} channels; pass all of them with -i, or name the "
                                f"first CASE_0000{file_ending} so the others (CASE_0001...) are found")
-        files = [f"{m.group(1)}_{c:04d}{file_ending}" for c in range(num_channels)]
-        missing = [f for f in files if not Path(f).is_file()]
+        case = case_name(first, file_ending, channel_suffix=True)
+        found = create_lists_from_splitted_dataset_folder(folder or os.curdir, file_ending, [case], num_processes=1)[0]
+        found = [f if folder else os.path.basename(f) for f in found]
+        files = [os.path.join(folder, f"{case}_{c:04d}{file_ending}") for c in range(num_channels)]
+        missing = [f for f in files if f not in found]
         if missing:
             raise ExplainError(f"the model expects {num_channels} channels but {', '.join(missing)} is missing")
     if len(files) != num_channels:
@@ -362,10 +368,11 @@ def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_c
         case = case_name(files[0], channel_suffix=True)
     else:
         data, spacing, case = demo_volume(seed), [1.0, 1.0, 1.0], "generated_phantom"
-    data = np.asarray(data, dtype=np.float32)
-    mean = data.reshape(data.shape[0], -1).mean(1)[:, None, None, None]
-    std = data.reshape(data.shape[0], -1).std(1)[:, None, None, None]
-    data = (data - mean) / np.maximum(std, 1e-8)  # nnU-Net's ZScoreNormalization, whole image
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import ZScoreNormalization
+
+    # per channel, over the whole image (ZScoreNormalization reads no intensity statistics)
+    zscore = ZScoreNormalization(use_mask_for_norm=False, intensityproperties={}, target_dtype=np.float32)
+    data = np.stack([zscore.run(np.array(c, dtype=np.float32)) for c in data])
     size = [min(max(16, s + (-s) % 16), MAX_DEMO_SIZE) for s in data.shape[1:]]
     patch, _ = center_crop_or_pad(data, size)
     torch.manual_seed(seed)
