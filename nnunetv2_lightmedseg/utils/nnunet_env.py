@@ -4,6 +4,7 @@
   classes it does not ship; :func:`ext_trainer_value` appends this package's trainers folder (``lightmedseg
   env`` prints it, the demo and the tests set it).
 * :func:`nnunet_env`: raw/preprocessed/results folders inside one work folder (the demo's, a test's).
+* :func:`nnunet_paths`: those folders for nnU-Net functions called in this process.
 * :func:`planning_env`, :func:`training_env`: what ``nnUNetv2_plan_and_preprocess`` and ``nnUNetv2_train`` need
   on a small CPU machine.
 
@@ -12,8 +13,9 @@ Imports neither torch nor nnU-Net (``lightmedseg env`` runs in milliseconds).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Iterator, Mapping, Optional
 
 ENV_VAR = "nnUNet_extTrainer"
 #: nnU-Net's three data folders, named as the variables (the demo's work-folder layout)
@@ -52,6 +54,25 @@ def nnunet_env(workdir: Path, base: Optional[Mapping[str, str]] = None,
     env[ENV_VAR] = ext_trainer_value(env.get(ENV_VAR))
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@contextmanager
+def nnunet_paths(**folders: Optional[str]) -> Iterator[None]:
+    """nnU-Net's folder variables (``nnUNet_raw=...`` etc.) set for the duration of the block, for nnU-Net
+    functions that read them (``nnunetv2.paths`` looks them up in ``os.environ`` at each use); restored after.
+    A folder given as None is left as it is."""
+    saved = {k: os.environ.get(k) for k in folders}
+    try:
+        for k, v in folders.items():
+            if v is not None:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def planning_env(env: Mapping[str, str]) -> Dict[str, str]:
