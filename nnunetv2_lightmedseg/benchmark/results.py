@@ -3,8 +3,9 @@
 Input is what nnU-Net itself wrote: ``fold_X/validation/summary.json`` (``compute_metrics_on_folder``:
 ``metric_per_case`` with per-label ``Dice``, ``mean``, ``foreground_mean``) and ``fold_X/training_log_*.txt``
 (``Epoch time: X s`` per epoch). Per-case differences are ``B - A`` over the cases both folders evaluated;
-uncertainty is a seeded paired bootstrap (percentile 95% CI of the mean difference) plus the Wilcoxon signed-rank
-test and the exact sign test (``scipy.stats``, a dependency of nnU-Net).
+uncertainty is a seeded paired bootstrap (``scipy.stats.bootstrap`` on the per-case differences, percentile 95% CI
+of the mean difference) plus the Wilcoxon signed-rank test and the exact sign test (``scipy.stats``, a dependency
+of nnU-Net). The summary files are read with :func:`nnunetv2_lightmedseg.utils.summary.load_summary`.
 """
 from __future__ import annotations
 
@@ -35,13 +36,18 @@ def epoch_times(fold_folder: str) -> List[float]:
 # ---------------------------------------------------------------------------------------------- statistics
 def paired_bootstrap_ci(diff: Sequence[float], n_boot: int = 10000, seed: int = 0,
                         alpha: float = 0.05) -> Tuple[float, float]:
-    """Percentile bootstrap CI of the mean of paired differences (cases resampled with replacement)."""
+    """Percentile bootstrap CI of the mean of paired differences (cases resampled with replacement), by
+    ``scipy.stats.bootstrap`` on the per-case differences (the one-sample form of a paired bootstrap), seeded.
+    One case: the interval is that case's difference; none: NaN."""
+    from scipy.stats import bootstrap
+
     d = np.asarray(diff, dtype=float)
-    if d.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    return float(np.percentile(means, 100 * alpha / 2)), float(np.percentile(means, 100 * (1 - alpha / 2)))
+    if d.size < 2:  # scipy needs two observations; one case resamples to itself
+        v = float(d[0]) if d.size else float("nan")
+        return v, v
+    res = bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=1 - alpha, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def sign_test(diff: Sequence[float]) -> float:
