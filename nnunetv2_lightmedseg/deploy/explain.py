@@ -224,43 +224,42 @@ class Renderer:
         self._suptitle(fig, "LSPM texture and gating maps (computed at 1/2 resolution, shown upsampled)")
         return self._save(fig, "lspm")
 
-    def skip_router(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
+    def _weight_maps(self, weights: Dict[int, np.ndarray], sources: Sequence[str], title, what: str, name: str,
+                     size: Tuple[float, float], with_image: bool = False) -> Path:
+        """One row per decoder stage, one panel per source (``weights[stage][source]``, on the plane orthogonal
+        to d), colour range shared by all panels; ``with_image`` adds the image as the first column."""
         stages = sorted(weights)
         axis = 0
-        fig = new_figure(figsize=(20, 4.2 * len(stages)), layout="constrained")
-        axes = fig.subplots(len(stages), 5, squeeze=False)
+        fig = new_figure(figsize=(size[0], size[1] * len(stages)), layout="constrained")
+        first = 1 if with_image else 0
+        axes = fig.subplots(len(stages), len(sources) + first, squeeze=False)
         lo, hi = _shared_range(weights.values())
         for row, k in enumerate(stages):
-            self._image(axes[row, 0], axis)
-            axes[row, 0].set_title(f"image, {_view_title(axis, self.slices[axis])}", fontsize=9)
-            for s in range(4):
-                ax = axes[row, s + 1]
+            if with_image:
+                self._image(axes[row, 0], axis)
+                axes[row, 0].set_title(f"image, {_view_title(axis, self.slices[axis])}", fontsize=9)
+            for s, source in enumerate(sources):
+                ax = axes[row, s + first]
                 im = _show(ax, _plane(weights[k][s], axis, self.slices[axis]), self.spacing, axis, cmap="viridis",
                            vmin=lo, vmax=hi)
-                ax.set_title(f"decoder stage {k} ({grid_fraction[k]} res.)\nweight of source {ROUTER_SOURCES[s]}",
-                             fontsize=9)
+                ax.set_title(title(k, source, _view_title(axis, self.slices[axis])), fontsize=9)
                 fig.colorbar(im, ax=ax, shrink=0.85)
-        self._suptitle(fig, "skip-router weights per voxel over encoder outputs E1-E4 (§3.5; softmax, sum to 1); "
-                            f"colour range shared by all panels [{lo:.2f}, {hi:.2f}]")
-        return self._save(fig, "skip_router")
+        self._suptitle(fig, f"{what}; colour range shared by all panels [{lo:.2f}, {hi:.2f}]")
+        return self._save(fig, name)
+
+    def skip_router(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
+        return self._weight_maps(
+            weights, ROUTER_SOURCES,
+            lambda k, source, view: f"decoder stage {k} ({grid_fraction[k]} res.)\nweight of source {source}",
+            "skip-router weights per voxel over encoder outputs E1-E4 (§3.5; softmax, sum to 1)", "skip_router",
+            (20, 4.2), with_image=True)
 
     def decoder_paths(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
-        stages = sorted(weights)
-        axis = 0
-        fig = new_figure(figsize=(13, 3.9 * len(stages)), layout="constrained")
-        axes = fig.subplots(len(stages), 3, squeeze=False)
-        lo, hi = _shared_range(weights.values())
-        for row, k in enumerate(stages):
-            for p in range(3):
-                ax = axes[row, p]
-                im = _show(ax, _plane(weights[k][p], axis, self.slices[axis]), self.spacing, axis, cmap="viridis",
-                           vmin=lo, vmax=hi)
-                ax.set_title(f"decoder stage {k} ({grid_fraction[k]} res.): {PATH_NAMES[p]}\n"
-                             f"{_view_title(axis, self.slices[axis])}", fontsize=9)
-                fig.colorbar(im, ax=ax, shrink=0.85)
-        self._suptitle(fig, "decoder three-path blending weights per voxel (§3.6; softmax over the three paths); "
-                            f"colour range shared by all panels [{lo:.2f}, {hi:.2f}]")
-        return self._save(fig, "decoder_paths")
+        return self._weight_maps(
+            weights, PATH_NAMES,
+            lambda k, source, view: f"decoder stage {k} ({grid_fraction[k]} res.): {source}\n{view}",
+            "decoder three-path blending weights per voxel (§3.6; softmax over the three paths)", "decoder_paths",
+            (13, 3.9))
 
     def prediction(self, seg: np.ndarray, label_names: Dict[int, str]) -> Path:
         n = int(max(max(label_names) if label_names else 0, seg.max())) + 1
