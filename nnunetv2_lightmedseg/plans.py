@@ -51,7 +51,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-from .utils.nnunet_env import nnunet_paths
+from .utils.nnunet_env import scoped_environ
 
 BASE_CONFIGURATION = "3d_fullres"
 PAPER_CONFIGURATION = "3d_fullres_lightmedseg"
@@ -146,7 +146,7 @@ def dataset_name(dataset: str, preprocessed_root: str) -> Optional[str]:
     ``preprocessed_root``; None when nnU-Net finds none."""
     from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets, maybe_convert_to_dataset_name
 
-    with nnunet_paths(nnUNet_preprocessed=preprocessed_root):
+    with scoped_environ(nnUNet_preprocessed=preprocessed_root):
         try:
             return maybe_convert_to_dataset_name(str(dataset))
         except ValueError:

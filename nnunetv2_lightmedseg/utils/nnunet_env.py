@@ -4,7 +4,7 @@
   classes it does not ship; :func:`ext_trainer_value` appends this package's trainers folder (``lightmedseg
   env`` prints it, the demo and the tests set it).
 * :func:`nnunet_env`: raw/preprocessed/results folders inside one work folder (the demo's, a test's).
-* :func:`nnunet_paths`: those folders for nnU-Net functions called in this process.
+* :func:`scoped_environ`: variables set for a block of this process (nnU-Net functions called here read them).
 * :func:`planning_env`, :func:`training_env`: what ``nnUNetv2_plan_and_preprocess`` and ``nnUNetv2_train`` need
   on a small CPU machine.
 
@@ -57,14 +57,16 @@ def nnunet_env(workdir: Path, base: Optional[Mapping[str, str]] = None,
 
 
 @contextmanager
-def nnunet_paths(**folders: Optional[str]) -> Iterator[None]:
-    """nnU-Net's folder variables (``nnUNet_raw=...`` etc.) set for the duration of the block, for nnU-Net
-    functions that read them (``nnunetv2.paths`` looks them up in ``os.environ`` at each use); restored after.
-    A folder given as None is left as it is."""
-    saved = {k: os.environ.get(k) for k in folders}
+def scoped_environ(**values: Optional[str]) -> Iterator[None]:
+    """Environment variables of this process set (None: removed) for the duration of the block, restored after:
+    for nnU-Net functions that read ``nnUNet_*`` here (``nnunetv2.paths`` looks them up in ``os.environ`` at
+    each use) and for tests."""
+    saved = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in folders.items():
-            if v is not None:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
                 os.environ[k] = str(v)
         yield
     finally:
