@@ -20,6 +20,14 @@ import shlex
 from ..utils.nnunet_env import ENV_VAR, ext_trainer_value, trainers_folder
 
 
+HELP = "print `export nnUNet_extTrainer=...` so nnU-Net finds the LightMedSeg trainers"
+DESCRIPTION = """\
+Print the shell line that makes nnU-Net (nnUNetv2_train/_predict) find the LightMedSeg trainers in this shell. Use:
+eval "$(lightmedseg env)". An existing nnUNet_extTrainer value is kept and the trainers folder appended. For every
+shell, job and container of this Python environment at once: lightmedseg install-trainers.
+"""
+
+
 def export_line(current: str | None = None) -> str:
     return f"export {ENV_VAR}={shlex.quote(ext_trainer_value(current))}"
 
@@ -33,11 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "env", help="print `export nnUNet_extTrainer=...` so nnU-Net finds the LightMedSeg trainers",
-        description="Print the shell line that makes nnU-Net (nnUNetv2_train/_predict) find the LightMedSeg "
-                    "trainers in this shell. Use: eval \"$(lightmedseg env)\". An existing nnUNet_extTrainer value is "
-                    "kept and the trainers folder appended. For every shell, job and container of this Python "
-                    "environment at once: lightmedseg install-trainers.")
+    p = subparsers.add_parser("env", help=HELP, description=DESCRIPTION)
     p.add_argument("--folder", action="store_true", help="print only the trainers folder")
     p.set_defaults(func=run)
