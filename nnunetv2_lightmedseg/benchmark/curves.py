@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..utils.tables import table_lines
+from ..utils.tables import cell, table_lines
 from ..utils.summary import load_summary
 from .results import EPOCH_TIME, epoch_times
 
@@ -272,16 +272,12 @@ def format_curves_table(runs: Sequence[dict]) -> str:
         if fv is None:
             row += [NO_VALIDATION] + ["-"] * len(labels)
         else:
-            row += [_dice(fv["foreground_mean"])] + [_dice(fv["per_label"].get(lab)) for lab in labels]
+            row += [cell(fv["foreground_mean"], ".4f")] + [cell(fv["per_label"].get(lab), ".4f") for lab in labels]
         body.append(row)
     lines = ["Runs (iterations and epochs: done/planned; hours: sum of the logs' 'Epoch time'; last pseudo Dice: "
              "last epoch's online Dice; val Dice: fold_X/validation/summary.json)"]
     lines += table_lines(head, body, indent="  ")
     return "\n".join(lines)
-
-
-def _dice(v) -> str:
-    return "-" if v is None or v != v else f"{v:.4f}"
 
 
 # ---------------------------------------------------------------------------------------------- plot

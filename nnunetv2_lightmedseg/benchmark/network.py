@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from ..utils.tables import table_lines
+from ..utils.tables import cell, table_lines
 from ..utils.timing import forward_callable, interleaved_timings, summarize
 from .entries import STOCK, ModelEntry
 from .measure import FLOP_CONVENTION, count_flops, count_parameters, cuda_available, measure_peak_memory
@@ -154,10 +154,6 @@ def add_ratios(rows: List[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
-
-
 def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
     """Plain-text table with ratios to stock (params/MACs/memory as fractions, times as speed-ups)."""
     has_cuda = any(r.get("cuda_latency_s") for r in rows)
@@ -178,14 +174,14 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
         if r.get("macs_vs_stock") and r["name"] != STOCK:
             ms += f" ({r['macs_vs_stock'] * 100:.1f}%)"
         line = [r["name"], ps, ms, f"{r['flops'] / 1e9:.2f}", iqr,
-                _fmt(r.get("latency_speedup_vs_stock"), ".1f") + ("x" if r.get("latency_speedup_vs_stock") else ""),
-                _fmt(r.get("train_step_s"), ".3f"),
-                _fmt(r.get("train_step_speedup_vs_stock"), ".1f") + ("x" if r.get("train_step_speedup_vs_stock")
+                cell(r.get("latency_speedup_vs_stock"), ".1f") + ("x" if r.get("latency_speedup_vs_stock") else ""),
+                cell(r.get("train_step_s"), ".3f"),
+                cell(r.get("train_step_speedup_vs_stock"), ".1f") + ("x" if r.get("train_step_speedup_vs_stock")
                                                                       else ""),
-                _fmt(r.get("peak_mem_mb"), ".0f"), _fmt(r.get("train_peak_mem_mb"), ".0f")]
+                cell(r.get("peak_mem_mb"), ".0f"), cell(r.get("train_peak_mem_mb"), ".0f")]
         if has_cuda:
-            line += [_fmt(r.get("cuda_latency_s"), ".4f"),
-                     _fmt(r.get("cuda_latency_speedup_vs_stock"), ".1f")]
+            line += [cell(r.get("cuda_latency_s"), ".4f"),
+                     cell(r.get("cuda_latency_speedup_vs_stock"), ".1f")]
         lines.append([line[i] for i in keep])
     head = [head[i] for i in keep]
     r0 = rows[0]

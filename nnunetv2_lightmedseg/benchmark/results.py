@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..utils.summary import FG, load_summary
-from ..utils.tables import table_lines
+from ..utils.tables import cell, table_lines
 
 EPOCH_TIME = re.compile(r"Epoch time:\s*([0-9.]+)\s*s")
 
@@ -216,15 +216,11 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
     lines += ["", "Wall time per epoch (training_log_*.txt 'Epoch time')"]
     body = []
     for name, t in (("A", times_a), ("B", times_b)):
-        body.append([name, str(t["n_epochs"]), _f(t["mean_s"]), _f(t["median_s"])])
+        body.append([name, str(t["n_epochs"]), cell(t["mean_s"], ".2f"), cell(t["median_s"], ".2f")])
     lines += table_lines(["trainer", "epochs", "mean s", "median s"], body, indent="  ")
     if times_a["median_s"] and times_b["median_s"]:
         lines.append(f"  B/A median epoch time: {times_b['median_s'] / times_a['median_s']:.3f}")
     return "\n".join(lines)
-
-
-def _f(v) -> str:
-    return "-" if v is None else f"{v:.2f}"
 
 
 def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:

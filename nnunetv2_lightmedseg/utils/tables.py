@@ -1,7 +1,12 @@
 """Plain-text tables (``lightmedseg profile``, ``benchmark network/results/curves``)."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
+
+
+def cell(value: Optional[float], spec: str, missing: str = "-") -> str:
+    """A number formatted with ``spec`` for a table cell; ``missing`` for None or NaN (not measured)."""
+    return missing if value is None or value != value else format(value, spec)
 
 
 def table_lines(head: Sequence[str], body: Sequence[Sequence[object]], indent: str = "", align: str = "<") -> List[str]:
