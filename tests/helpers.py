@@ -71,10 +71,10 @@ def nnunet_env(base: Path, **extra: str) -> Dict[str, str]:
     """Environment for nnU-Net subprocesses with raw/preprocessed/results under ``base`` and our trainers
     folder in ``nnUNet_extTrainer`` (the package's :func:`~nnunetv2_lightmedseg.utils.nnunet_env.nnunet_env`
     with shorter folder names); no torch.compile, 2 OpenMP threads (a 2-core machine)."""
+    from nnunetv2_lightmedseg.utils.nnunet_env import SHORT_FOLDER_NAMES
     from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env as package_env
 
-    env = package_env(base, folder_names={"nnUNet_raw": "raw", "nnUNet_preprocessed": "preprocessed",
-                                          "nnUNet_results": "results"})
+    env = package_env(base, folder_names=SHORT_FOLDER_NAMES)
     env.update(nnUNet_compile="f", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
     env.update(extra)
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):

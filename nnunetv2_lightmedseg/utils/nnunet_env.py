@@ -4,7 +4,6 @@
   classes it does not ship; :func:`ext_trainer_value` appends this package's trainers folder (``lightmedseg
   env`` prints it, the demo and the tests set it).
 * :func:`nnunet_env`: raw/preprocessed/results folders inside one work folder (the demo's, a test's).
-* :func:`scoped_environ`: variables set for a block of this process (nnU-Net functions called here read them).
 * :func:`planning_env`, :func:`training_env`: what ``nnUNetv2_plan_and_preprocess`` and ``nnUNetv2_train`` need
   on a small CPU machine.
 
@@ -13,13 +12,14 @@ Imports neither torch nor nnU-Net (``lightmedseg env`` runs in milliseconds).
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 ENV_VAR = "nnUNet_extTrainer"
 #: nnU-Net's three data folders, named as the variables (the demo's work-folder layout)
 FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+#: the shorter layout of the tests and scripts/gpu_check.py: raw/, preprocessed/, results/
+SHORT_FOLDER_NAMES = {"nnUNet_raw": "raw", "nnUNet_preprocessed": "preprocessed", "nnUNet_results": "results"}
 
 
 def trainers_folder() -> str:
@@ -54,27 +54,6 @@ def nnunet_env(workdir: Path, base: Optional[Mapping[str, str]] = None,
     env[ENV_VAR] = ext_trainer_value(env.get(ENV_VAR))
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-@contextmanager
-def scoped_environ(**values: Optional[str]) -> Iterator[None]:
-    """Environment variables of this process set (None: removed) for the duration of the block, restored after:
-    for nnU-Net functions that read ``nnUNet_*`` here (``nnunetv2.paths`` looks them up in ``os.environ`` at
-    each use) and for tests."""
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = str(v)
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def planning_env(env: Mapping[str, str]) -> Dict[str, str]:
