@@ -49,9 +49,9 @@ import math
 import os
 import shutil
 from pathlib import Path
+from unittest import mock
 from typing import Dict, List, Optional, Sequence, Union
 
-from .utils.nnunet_env import scoped_environ
 
 BASE_CONFIGURATION = "3d_fullres"
 PAPER_CONFIGURATION = "3d_fullres_lightmedseg"
@@ -146,7 +146,8 @@ def dataset_name(dataset: str, preprocessed_root: str) -> Optional[str]:
     ``preprocessed_root``; None when nnU-Net finds none."""
     from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets, maybe_convert_to_dataset_name
 
-    with scoped_environ(nnUNet_preprocessed=preprocessed_root):
+    # nnunetv2.paths reads the variable at each use; set for this lookup only, restored after it
+    with mock.patch.dict(os.environ, {"nnUNet_preprocessed": str(preprocessed_root)}):
         try:
             return maybe_convert_to_dataset_name(str(dataset))
         except ValueError:

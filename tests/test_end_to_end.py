@@ -25,13 +25,14 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Dict, Tuple
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from helpers import BIN, HIPPOCAMPUS, HIPPOCAMPUS_MISSING, REPO, hippocampus_subset, run_console
 from nnunetv2_lightmedseg.data import write_region_dataset, write_thick_slice_dataset
-from nnunetv2_lightmedseg.utils.nnunet_env import ENV_VAR, nnunet_env, scoped_environ, trainers_folder, training_env
+from nnunetv2_lightmedseg.utils.nnunet_env import ENV_VAR, nnunet_env, trainers_folder, training_env
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,7 @@ def untrained_level(result: dict, images: Path, labels: Path) -> Tuple[float, fl
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     model_dir = Path(result["model_folder"])
-    with scoped_environ(**{ENV_VAR: os.pathsep.join([str(TEST_TRAINERS), trainers_folder()])}):
+    with mock.patch.dict(os.environ, {ENV_VAR: os.pathsep.join([str(TEST_TRAINERS), trainers_folder()])}):
         predictor = nnUNetPredictor(use_mirroring=False, perform_everything_on_device=False,
                                     device=torch.device("cpu"), allow_tqdm=False)
         predictor.initialize_from_trained_model_folder(str(model_dir), (0,), "checkpoint_final.pth")
