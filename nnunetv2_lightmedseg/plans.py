@@ -49,7 +49,9 @@ import math
 import os
 import shutil
 from pathlib import Path
+from unittest import mock
 from typing import Dict, List, Optional, Sequence, Union
+
 
 BASE_CONFIGURATION = "3d_fullres"
 PAPER_CONFIGURATION = "3d_fullres_lightmedseg"
@@ -130,24 +132,33 @@ def find_preprocessed_dataset(dataset: str, preprocessed_root: Optional[str] = N
     if not root_p.is_dir():
         raise PlansOverrideError(f"nnUNet_preprocessed={root} does not exist. Run "
                                  f"`nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres` first.")
-    ds = str(dataset)
-    if ds.startswith("Dataset"):
-        candidates = [root_p / ds] if (root_p / ds).is_dir() else []
-    else:
-        try:
-            prefix = f"Dataset{int(ds):03d}_"
-        except ValueError:
-            raise PlansOverrideError(f"-d {dataset!r}: give a dataset ID (e.g. 4) or a name (e.g. "
-                                     f"Dataset004_Hippocampus).") from None
-        candidates = sorted(p for p in root_p.iterdir() if p.is_dir() and p.name.startswith(prefix))
-    if not candidates:
+    name = dataset_name(dataset, root)
+    if name is None or not (root_p / name).is_dir():
         raise PlansOverrideError(f"Dataset {dataset} is not preprocessed: nothing matching it in "
                                  f"nnUNet_preprocessed={root}. Run `nnUNetv2_plan_and_preprocess -d {dataset} -c "
                                  f"3d_fullres` first.")
+    return root_p / name
+
+
+def dataset_name(dataset: str, preprocessed_root: str) -> Optional[str]:
+    """``DatasetXXX_Name`` of ``dataset`` (an ID or a name) by nnU-Net's own lookup (``maybe_convert_to_dataset_name``:
+    the folders of that ID in nnUNet_preprocessed, nnUNet_raw and nnUNet_results), with nnUNet_preprocessed =
+    ``preprocessed_root``; None when nnU-Net finds none."""
+    from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets, maybe_convert_to_dataset_name
+
+    # nnunetv2.paths reads the variable at each use; set for this lookup only, restored after it
+    with mock.patch.dict(os.environ, {"nnUNet_preprocessed": str(preprocessed_root)}):
+        try:
+            return maybe_convert_to_dataset_name(str(dataset))
+        except ValueError:
+            raise PlansOverrideError(f"-d {dataset!r}: give a dataset ID (e.g. 4) or a name (e.g. "
+                                     f"Dataset004_Hippocampus).") from None
+        except RuntimeError:  # none, or several names for this ID
+            candidates = [str(c) for c in find_candidate_datasets(int(dataset))]
     if len(candidates) > 1:
-        raise PlansOverrideError(f"Several datasets match ID {dataset} in {root}: {[c.name for c in candidates]}. "
-                                 f"Pass the full name with -d.")
-    return candidates[0]
+        raise PlansOverrideError(f"Several datasets match ID {dataset} (nnUNet_preprocessed={preprocessed_root}, "
+                                 f"nnUNet_raw, nnUNet_results): {candidates}. Pass the full name with -d.")
+    return None
 
 
 def write_plans_override(dataset: str, plans_identifier: str = "nnUNetPlans", variants: Sequence[str] = VARIANTS,

@@ -27,13 +27,16 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from nnunetv2_lightmedseg.utils.nnunet_env import ENV_VAR, SHORT_FOLDER_NAMES, ext_trainer_value
+from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env as package_env
+from nnunetv2_lightmedseg.utils.process import console_script, run_command
 
 DATASET_ID = 990
 TRAINERS_SOURCE = '''from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -58,14 +61,12 @@ class nnUNetTrainer_LightMedSeg_GPUCheck(nnUNetTrainer_LightMedSeg):
 STOCK, LMS = "nnUNetTrainer_GPUCheck", "nnUNetTrainer_LightMedSeg_GPUCheck"
 
 
-def bin_of(name: str) -> str:
-    """A console script of this Python environment (nnUNetv2_*, lightmedseg)."""
-    return str(Path(sys.executable).parent / name)
-
-
-def run_logged(cmd, env, log: Path, timeout: int) -> subprocess.CompletedProcess:
-    with open(log, "w") as out:
-        return subprocess.run([str(c) for c in cmd], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+def run_logged(cmd, env, log: Path, timeout: int):
+    """The package's runner: output into ``log``, the command's process group killed after ``timeout`` s."""
+    p = run_command(cmd, env, log_file=log, timeout=timeout, own_group=True)
+    if p.timed_out:
+        raise RuntimeError(f"{Path(str(cmd[0])).name} timed out after {timeout} s:\n{tail(log)}")
+    return p
 
 
 def tail(log: Path, n: int = 3000) -> str:
@@ -73,18 +74,16 @@ def tail(log: Path, n: int = 3000) -> str:
 
 
 def nnunet_env(work: Path) -> dict:
-    from nnunetv2_lightmedseg.cli.env import ext_trainer_value
-
-    env = dict(os.environ, nnUNet_raw=str(work / "raw"), nnUNet_preprocessed=str(work / "preprocessed"),
-               nnUNet_results=str(work / "results"))
-    env["nnUNet_extTrainer"] = os.pathsep.join([str(work / "trainers"), ext_trainer_value(None)])
+    """nnU-Net's folders under ``work`` (raw/, preprocessed/, results/); the check's trainers, then ours."""
+    env = package_env(work, folder_names=SHORT_FOLDER_NAMES)
+    env[ENV_VAR] = os.pathsep.join([str(work / "trainers"), ext_trainer_value(None)])
     return env
 
 
 # ------------------------------------------------------------------------------------------------- parts
 def part_network(work: Path, shape, threads: int, timeout: int) -> dict:
     out, log = work / "network.json", work / "network.log"
-    cmd = [bin_of("lightmedseg"), "benchmark", "network", "--shape", *shape, "--in-channels", 4, "--json", out,
+    cmd = [console_script("lightmedseg"), "benchmark", "network", "--shape", *shape, "--in-channels", 4, "--json", out,
            "--threads", threads, "--runs", 5, "--train-runs", 2, "--no-memory"]
     p = run_logged(cmd, os.environ.copy(), log, timeout)
     if p.returncode != 0:
@@ -130,7 +129,7 @@ def prepare_dataset(work: Path, iterations: int, timeout: int) -> dict:
     write_label_dataset(work / "raw", DATASET_ID, num_train=16, num_test=2)
     env = nnunet_env(work)
     log = work / "plan.log"
-    p = run_logged([bin_of("nnUNetv2_plan_and_preprocess"), "-d", DATASET_ID, "-c", "3d_fullres", "-np", 4], env,
+    p = run_logged([console_script("nnUNetv2_plan_and_preprocess"), "-d", DATASET_ID, "-c", "3d_fullres", "-np", 4], env,
                    log, timeout)
     if p.returncode != 0:
         raise RuntimeError(f"nnUNetv2_plan_and_preprocess exited {p.returncode}:\n{tail(log)}")
@@ -146,7 +145,7 @@ def part_train(work: Path, env: dict, iterations: int, timeout: int) -> dict:
     out = {}
     for trainer in (STOCK, LMS):
         log = work / f"train_{trainer}.log"
-        p = run_logged([bin_of("nnUNetv2_train"), DATASET_ID, "3d_fullres", 0, "-tr", trainer, "-device", "cuda"],
+        p = run_logged([console_script("nnUNetv2_train"), DATASET_ID, "3d_fullres", 0, "-tr", trainer, "-device", "cuda"],
                        env, log, timeout)
         if p.returncode != 0:
             raise RuntimeError(f"nnUNetv2_train -tr {trainer} exited {p.returncode}:\n{tail(log)}")
@@ -164,7 +163,7 @@ def part_train(work: Path, env: dict, iterations: int, timeout: int) -> dict:
 def part_ddp(work: Path, env: dict, timeout: int) -> dict:
     log = work / "ddp.log"
     env = dict(env, nnUNet_results=str(work / "results_ddp"))
-    p = run_logged([bin_of("nnUNetv2_train"), DATASET_ID, "3d_fullres", 0, "-tr", LMS, "-num_gpus", 2], env, log,
+    p = run_logged([console_script("nnUNetv2_train"), DATASET_ID, "3d_fullres", 0, "-tr", LMS, "-num_gpus", 2], env, log,
                    timeout)
     if p.returncode != 0:
         raise RuntimeError(f"nnUNetv2_train -num_gpus 2 exited {p.returncode}:\n{tail(log)}")

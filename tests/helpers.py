@@ -6,8 +6,6 @@ dataset (several channels, nnU-Net region labels with ``regions_class_order``).
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -71,28 +69,39 @@ def write_blob_dataset(raw_root: Path, dataset_id: int, name: str = "LMSBlobs", 
 
 def nnunet_env(base: Path, **extra: str) -> Dict[str, str]:
     """Environment for nnU-Net subprocesses with raw/preprocessed/results under ``base`` and our trainers
-    folder in ``nnUNet_extTrainer``; no torch.compile, 2 OpenMP threads (a 2-core machine)."""
-    from nnunetv2_lightmedseg.cli.env import trainers_folder
+    folder in ``nnUNet_extTrainer`` (the package's :func:`~nnunetv2_lightmedseg.utils.nnunet_env.nnunet_env`
+    with shorter folder names); no torch.compile, 2 OpenMP threads (a 2-core machine)."""
+    from nnunetv2_lightmedseg.utils.nnunet_env import SHORT_FOLDER_NAMES
+    from nnunetv2_lightmedseg.utils.nnunet_env import nnunet_env as package_env
 
-    env = dict(os.environ)
-    env.update(nnUNet_raw=str(base / "raw"), nnUNet_preprocessed=str(base / "preprocessed"),
-               nnUNet_results=str(base / "results"), nnUNet_extTrainer=trainers_folder(),
-               nnUNet_compile="f", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
+    env = package_env(base, folder_names=SHORT_FOLDER_NAMES)
+    env.update(nnUNet_compile="f", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
     env.update(extra)
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(env[k]).mkdir(parents=True, exist_ok=True)
     return env
 
 
-def run_cmd(args: Sequence[str], env: Dict[str, str], timeout: float = 1800,
-            check: bool = True) -> subprocess.CompletedProcess:
-    """Run a console command of the venv (``nnUNetv2_*``, ``lightmedseg``); on failure show its output."""
+def run_cmd(args: Sequence[str], env: Dict[str, str], timeout: float = 1800, check: bool = True):
+    """Run a console command of the venv (``nnUNetv2_*``, ``lightmedseg``) with the package's runner
+    (:func:`~nnunetv2_lightmedseg.utils.process.run_command`) in its own process group: on a timeout or Ctrl-C
+    the whole group is killed (``lightmedseg demo`` and ``nnUNetv2_*`` start worker processes that would
+    otherwise outlive the test and keep loading the CPU). On failure or timeout, AssertionError with the output;
+    returns the result (``returncode``, ``stdout``, ``stderr``)."""
+    from nnunetv2_lightmedseg.utils.process import run_command
+
     exe = BIN / args[0]
     cmd = [str(exe) if exe.exists() else args[0], *map(str, args[1:])]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    p = run_command(cmd, env, merge_stderr=False, timeout=timeout, own_group=True)
+    if p.timed_out:
+        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout} s:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
+
+
+#: the same runner; the end-to-end tests call it by this name
+run_console = run_cmd
 
 
 def plan_and_preprocess(env: Dict[str, str], dataset_id: int, configurations: Sequence[str] = ("3d_fullres",),
@@ -150,30 +159,3 @@ def hippocampus_subset(dest_root: Path, n_train: int = 12, n_test: int = 3,
     dataset_json["numTraining"] = n_train
     (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     return root
-
-
-def run_console(args: Sequence[str], env: Dict[str, str], timeout: float = 1800,
-                check: bool = True) -> subprocess.CompletedProcess:
-    """Like :func:`run_cmd`, but the command runs in its own process group, and on timeout the whole group is
-    killed: ``lightmedseg demo`` and ``nnUNetv2_*`` start worker processes (preprocessing, export pools,
-    nnU-Net commands) that would otherwise outlive the test and keep loading the CPU."""
-    import signal
-
-    exe = BIN / args[0]
-    cmd = [str(exe) if exe.exists() else args[0], *map(str, args[1:])]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout} s:\n{out[-4000:]}\n{err[-4000:]}")
-    finally:
-        if proc.poll() is None:  # interrupted (Ctrl-C): do not leave it running
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    p = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{out[-4000:]}\n{err[-4000:]}")
-    return p

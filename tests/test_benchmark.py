@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from torch import nn
 from nnunetv2_lightmedseg.benchmark import (count_macs, count_parameters, plans_for_shape, setup_from_dataset,
                                             stock_network_for_shape)
 from nnunetv2_lightmedseg.benchmark import results as R
-from nnunetv2_lightmedseg.benchmark.measure import component_flops, interleaved_timings, summarize
+from nnunetv2_lightmedseg.benchmark.measure import component_flops
+from nnunetv2_lightmedseg.utils.timing import interleaved_timings, summarize
 from nnunetv2_lightmedseg.cli.main import main as cli
 from nnunetv2_lightmedseg.network.variants import ANCHORS16, NO_LSPM
 
@@ -278,6 +280,26 @@ def test_benchmark_results_cli_json_plot_and_dataset_resolution(two_trainers, tm
     assert "--b" in capsys.readouterr().err
     assert cli(["benchmark", "results", "--a", str(root / "A"), "--b", str(root / "B"), "--folds", "7"]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+def test_benchmark_results_with_region_keys(tmp_path, capsys):
+    """Region-based models (BraTS-like): nnU-Net keys the regions "(1, 2, 3)", "(2, 3)", "(3,)" in summary.json."""
+    regions = ("(1, 2, 3)", "(2, 3)", "(3,)")
+    for t, shift in (("A", 0.0), ("B", 0.05)):
+        _write_summary(tmp_path / t / "fold_0" / "validation" / "summary.json",
+                       {f"case_{i}": {r: 0.5 + 0.1 * k + 0.01 * i + shift for k, r in enumerate(regions)}
+                        for i in range(6)})
+    js = tmp_path / "cmp.json"
+    assert cli(["benchmark", "results", "--a", str(tmp_path / "A"), "--b", str(tmp_path / "B"), "--json", str(js),
+                "--plot", str(tmp_path / "cmp.png")]) == 0
+    out = capsys.readouterr().out
+    for r in regions:
+        assert re.search(rf"^  fold_0\s+{re.escape(r)}\s+0\.\d{{4}}\s+0\.\d{{4}}\s+\+0\.0500", out, re.M), out
+        assert re.search(rf"^  {re.escape(r)}\s+6\s", out, re.M), out
+    overall = json.loads(js.read_text())["validation"]["overall"]
+    assert set(overall) == {*regions, "fg_mean"}
+    assert overall["(2, 3)"]["mean_a"] == pytest.approx(np.mean([0.6 + 0.01 * i for i in range(6)]))
+    assert overall["fg_mean"]["mean_diff"] == pytest.approx(0.05)
 
 
 @pytest.mark.slow

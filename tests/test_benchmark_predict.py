@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nnunetv2_lightmedseg.benchmark import predict as P
+from nnunetv2_lightmedseg.utils.names import case_name
 
 
 class FakePredictor:
@@ -60,7 +61,7 @@ def test_cases_from_folder_groups_channels_and_names_what_is_missing(tmp_path):
     cases = P.cases_from_folder(str(tmp_path / "img"), ".nii.gz")
     assert [[os.path.basename(f) for f in c] for c in cases] == [["a_0000.nii.gz", "a_0001.nii.gz"],
                                                                  ["b_0000.nii.gz", "b_0001.nii.gz"]]
-    assert P.case_name(cases[1], ".nii.gz") == "b"
+    assert case_name(cases[1][0], ".nii.gz", channel_suffix=True) == "b"
     with pytest.raises(ValueError, match="does not exist"):
         P.cases_from_folder(str(tmp_path / "nope"), ".nii.gz")
     with pytest.raises(ValueError, match="no images ending in .mha"):
@@ -79,7 +80,8 @@ def test_validation_cases_follow_splits_final(tmp_path, monkeypatch):
         P.validation_cases(name, 0, ".nii.gz")
     splits = [{"train": ["c0", "c1", "c2"], "val": ["c4", "c3"]}, {"train": ["c3", "c4"], "val": ["c9"]}]
     (tmp_path / "pre" / name / "splits_final.json").write_text(json.dumps(splits))
-    assert [P.case_name(c, ".nii.gz") for c in P.validation_cases(name, 0, ".nii.gz")] == ["c3", "c4"]
+    assert [case_name(c[0], ".nii.gz", channel_suffix=True) for c in P.validation_cases(name, 0, ".nii.gz")] == \
+        ["c3", "c4"]
     with pytest.raises(ValueError, match="no image in .*c9"):
         P.validation_cases(name, 1, ".nii.gz")
     with pytest.raises(ValueError, match="fold 2 not in"):

@@ -115,7 +115,8 @@ def test_version():
 
 
 def test_benchmark_results_reports_the_bootstrap_settings_used():
-    from nnunetv2_lightmedseg.benchmark.results import FG, compare_summaries, format_results
+    from nnunetv2_lightmedseg.benchmark.results import compare_summaries, format_results
+    from nnunetv2_lightmedseg.utils.summary import FG
 
     def summary(offset):
         cases = {f"c{i}": {"1": offset + i / 10, FG: offset + i / 10} for i in range(4)}
@@ -158,7 +159,8 @@ def fake_nnunet(interrupt_at=None):
         if name == "evaluate":
             Path(cmd[cmd.index("-o") + 1]).write_text(json.dumps(
                 {"mean": {"1": {"Dice": 0.5}, "2": {"Dice": 0.7}}, "foreground_mean": {"Dice": 0.6},
-                 "metric_per_case": [{}, {}]}))
+                 "metric_per_case": [{"reference_file": f"/ref/c{i}.nii.gz", "prediction_file": f"/pred/c{i}.nii.gz",
+                                      "metrics": {}} for i in range(2)]}))
         return 0.0
     return run_step
 

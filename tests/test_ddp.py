@@ -103,7 +103,7 @@ def _worker(rank: int, port: int, out_dir: str, ext_trainer: str) -> None:
 def ddp_results(tmp_path_factory):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with the gloo backend is not available in this PyTorch build")
-    from nnunetv2_lightmedseg.cli.env import trainers_folder
+    from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
     out = tmp_path_factory.mktemp("ddp")
     mp.spawn(_worker, args=(_free_port(), str(out), trainers_folder()), nprocs=WORLD, join=True)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]

@@ -23,17 +23,16 @@ import re
 import signal
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Tuple
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from helpers import BIN, HIPPOCAMPUS, HIPPOCAMPUS_MISSING, REPO, hippocampus_subset, run_console
-from nnunetv2_lightmedseg.cli.demo import nnunet_env, training_env
-from nnunetv2_lightmedseg.cli.env import ENV_VAR, trainers_folder
 from nnunetv2_lightmedseg.data import write_region_dataset, write_thick_slice_dataset
+from nnunetv2_lightmedseg.utils.nnunet_env import ENV_VAR, nnunet_env, trainers_folder, training_env
 
 pytestmark = pytest.mark.slow
 
@@ -61,21 +60,6 @@ def run_demo(workdir: Path, *args: str) -> dict:
     env = dict(clean_env(), **{ENV_VAR: str(TEST_TRAINERS)})
     run_console(["lightmedseg", "demo", "--workdir", workdir, *DEMO_ARGS, *args], env, timeout=TIMEOUT)
     return json.loads((workdir / "demo_summary.json").read_text())
-
-
-@contextmanager
-def environ(**values: str) -> Iterator[None]:
-    """Temporarily set environment variables of this (pytest) process."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def dice_table(refs: list, preds: list, classes: list) -> float:
@@ -106,7 +90,7 @@ def untrained_level(result: dict, images: Path, labels: Path) -> Tuple[float, fl
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     model_dir = Path(result["model_folder"])
-    with environ(**{ENV_VAR: os.pathsep.join([str(TEST_TRAINERS), trainers_folder()])}):
+    with mock.patch.dict(os.environ, {ENV_VAR: os.pathsep.join([str(TEST_TRAINERS), trainers_folder()])}):
         predictor = nnUNetPredictor(use_mirroring=False, perform_everything_on_device=False,
                                     device=torch.device("cpu"), allow_tqdm=False)
         predictor.initialize_from_trained_model_folder(str(model_dir), (0,), "checkpoint_final.pth")

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from nnunetv2_lightmedseg.explain import anchor_voxels, center_crop_or_pad, choose_slices
+from nnunetv2_lightmedseg.deploy.explain import (ExplainError, anchor_voxels, center_crop_or_pad, channel_files,
+                                                 choose_slices)
 
 FIGURES = ("anchors", "lspm", "skip_router", "decoder_paths", "prediction")
 
@@ -51,6 +52,20 @@ def test_choose_slices_follows_foreground():
     seg[5:8, 20:23, 30:33] = 1
     assert choose_slices(seg) == [6, 21, 31]
     assert choose_slices(np.zeros((20, 30, 40))) == [10, 15, 20]
+
+
+def test_channel_files_finds_the_other_channels_as_nnunet_does(tmp_path, monkeypatch):
+    for c in (0, 1, 2):
+        (tmp_path / f"case_{c:04d}.nii.gz").write_bytes(b"")
+    (tmp_path / "case_b_0001.nii.gz").write_bytes(b"")  # another case: not a channel of "case"
+    first = str(tmp_path / "case_0000.nii.gz")
+    assert channel_files([first], 2) == [first, str(tmp_path / "case_0001.nii.gz")]
+    monkeypatch.chdir(tmp_path)
+    assert channel_files(["case_0000.nii.gz"], 3) == [f"case_{c:04d}.nii.gz" for c in range(3)]
+    with pytest.raises(ExplainError, match="expects 4 channels but .*case_0003.nii.gz is missing"):
+        channel_files([first], 4)
+    with pytest.raises(ExplainError, match="name the first CASE_0000"):
+        channel_files([str(tmp_path / "case_0001.nii.gz")], 2)
 
 
 def test_explain_demo_generated(tmp_path):

@@ -94,6 +94,28 @@ def test_clear_errors(preprocessed_copy, tmp_path, monkeypatch):
         write_plans_override("990", preprocessed_root=str(root))
 
 
+def test_dataset_lookup_is_nnunets(tmp_path, monkeypatch):
+    """-d ID goes through nnU-Net's maybe_convert_to_dataset_name (preprocessed, raw and results folders)."""
+    from nnunetv2_lightmedseg.plans import find_preprocessed_dataset
+
+    root, raw = tmp_path / "pp", tmp_path / "raw"
+    (root / "Dataset990_A").mkdir(parents=True)
+    (raw / "Dataset991_OnlyRaw").mkdir(parents=True)
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    monkeypatch.delenv("nnUNet_results", raising=False)
+    assert find_preprocessed_dataset("990", str(root)) == root / "Dataset990_A"
+    assert find_preprocessed_dataset("Dataset990_A", str(root)) == root / "Dataset990_A"
+    assert os.environ["nnUNet_preprocessed"] == str(tmp_path / "elsewhere")  # the lookup left it as it was
+    with pytest.raises(PlansOverrideError, match="991 is not preprocessed"):
+        find_preprocessed_dataset("991", str(root))
+    with pytest.raises(PlansOverrideError, match="give a dataset ID"):
+        find_preprocessed_dataset("hippocampus", str(root))
+    (raw / "Dataset990_B").mkdir()
+    with pytest.raises(PlansOverrideError, match=r"Several datasets match ID 990 .*Dataset990_A.*Dataset990_B"):
+        find_preprocessed_dataset("990", str(root))
+
+
 def test_cli(preprocessed_copy):
     root, ds = preprocessed_copy
     env = dict(os.environ, nnUNet_preprocessed=str(root))

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunetv2_lightmedseg.cli import demo
 from nnunetv2_lightmedseg.data import (label_case, region_case, thick_slice_case, write_label_dataset,
                                       write_region_dataset, write_thick_slice_dataset)
+from nnunetv2_lightmedseg.demo import DemoError
+from nnunetv2_lightmedseg.demo.dataset import check_raw_dataset
+from nnunetv2_lightmedseg.demo.workdir import prepare_workdir
 
 
 def _read(path: Path) -> np.ndarray:
@@ -116,7 +118,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_check_raw_dataset_accepts_a_good_one(good_dataset):
-    ds = demo.check_raw_dataset(good_dataset)
+    ds = check_raw_dataset(good_dataset)
     assert (ds.dataset_id, ds.name, ds.num_test) == (990, good_dataset.name, 2)
     assert ds.test_images == good_dataset / "imagesTs" and not ds.notes
 
@@ -163,15 +165,15 @@ def test_check_raw_dataset_errors_say_what_is_wrong(good_dataset, tmp_path, brea
         elif breakage == "no_labels":
             import shutil
             shutil.rmtree(path / "labelsTr")
-    with pytest.raises(demo.DemoError, match=message):
-        demo.check_raw_dataset(path)
+    with pytest.raises(DemoError, match=message):
+        check_raw_dataset(path)
 
 
 def test_missing_test_labels_fall_back_to_validation(good_dataset, tmp_path):
     import shutil
     path = _copy(good_dataset, tmp_path / good_dataset.name)
     shutil.rmtree(path / "labelsTs")
-    ds = demo.check_raw_dataset(path)
+    ds = check_raw_dataset(path)
     assert ds.test_images is None and "fold-0 validation" in ds.notes[0]
 
 
@@ -179,21 +181,21 @@ def test_demo_refuses_foreign_workdir_and_cli_reports_errors(tmp_path, capsys):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
-    with pytest.raises(demo.DemoError, match="not created by `lightmedseg demo`"):
-        demo.prepare_workdir(foreign)
+    with pytest.raises(DemoError, match="not created by `lightmedseg demo`"):
+        prepare_workdir(foreign)
     assert (foreign / "thesis.tex").read_text() == "precious"
     # a previous demo run is kept unless --overwrite; then symlinked datasets are unlinked, targets untouched
     target = tmp_path / "target"
     target.mkdir()
     (target / "keep.txt").write_text("x")
-    work, created = demo.prepare_workdir(tmp_path / "work")
+    work, created = prepare_workdir(tmp_path / "work")
     assert created
     (work / "nnUNet_raw").mkdir()
     (work / "nnUNet_raw" / "Dataset001_X").symlink_to(target, target_is_directory=True)
-    with pytest.raises(demo.DemoError, match="holds a previous `lightmedseg demo` run.*--overwrite"):
-        demo.prepare_workdir(work)
+    with pytest.raises(DemoError, match="holds a previous `lightmedseg demo` run.*--overwrite"):
+        prepare_workdir(work)
     assert (work / "nnUNet_raw" / "Dataset001_X").is_symlink()
-    assert demo.prepare_workdir(work, overwrite=True) == (work, False)
+    assert prepare_workdir(work, overwrite=True) == (work, False)
     assert not (work / "nnUNet_raw").exists() and (target / "keep.txt").is_file()
     # the CLI prints the message (no traceback) and exits 1
     from nnunetv2_lightmedseg.cli.main import main
@@ -202,29 +204,31 @@ def test_demo_refuses_foreign_workdir_and_cli_reports_errors(tmp_path, capsys):
 
 
 def test_env_for_nnunet_commands(tmp_path):
-    env = demo.nnunet_env(tmp_path, base={"nnUNet_extTrainer": "/elsewhere", "nnUNet_n_proc_DA": "0"})
+    from nnunetv2_lightmedseg.utils.nnunet_env import ext_trainer_value, nnunet_env, planning_env, training_env
+
+    env = nnunet_env(tmp_path, base={"nnUNet_extTrainer": "/elsewhere", "nnUNet_n_proc_DA": "0"})
     assert env["nnUNet_raw"] == str(tmp_path.resolve() / "nnUNet_raw")
-    assert env["nnUNet_extTrainer"].split(":") == ["/elsewhere", demo.ext_trainer_value()]
+    assert env["nnUNet_extTrainer"].split(":") == ["/elsewhere", ext_trainer_value()]
+    assert nnunet_env(tmp_path, folder_names={"nnUNet_results": "res"})["nnUNet_results"] == \
+        str(tmp_path.resolve() / "res")
     # nnU-Net's planner crashes on nnUNet_n_proc_DA=0 (torch.set_num_threads(0)); training accepts it
-    assert "nnUNet_n_proc_DA" not in demo.planning_env(env)
-    assert demo.training_env(env, 2)["nnUNet_n_proc_DA"] == "0"  # the user's value wins
-    assert demo.training_env({}, 0)["nnUNet_n_proc_DA"] == "0"
+    assert "nnUNet_n_proc_DA" not in planning_env(env)
+    assert training_env(env, 2)["nnUNet_n_proc_DA"] == "0"  # the user's value wins
+    assert training_env({}, 0)["nnUNet_n_proc_DA"] == "0"
 
 
-def test_read_dice_names_labels_and_regions(tmp_path):
+def test_named_dice_names_labels_and_regions(tmp_path):
+    from nnunetv2_lightmedseg.utils.summary import named_dice
+
+    cases = [{"reference_file": f"/ref/c{i}.nii.gz", "prediction_file": f"/pred/c{i}.nii.gz", "metrics": {}}
+             for i in range(2)]
     summary = {"mean": {"(1, 2, 3)": {"Dice": 0.9}, "(2, 3)": {"Dice": 0.8}, "(3,)": {"Dice": 0.7}},
-               "foreground_mean": {"Dice": 0.8}, "metric_per_case": [{}, {}]}
+               "foreground_mean": {"Dice": 0.8}, "metric_per_case": cases}
     (tmp_path / "s.json").write_text(json.dumps(summary))
     dj = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}}
-    assert demo.read_dice(tmp_path / "s.json", dj) == (
+    assert named_dice(tmp_path / "s.json", dj) == (
         {"whole tumor": 0.9, "tumor core": 0.8, "enhancing tumor": 0.7}, 0.8, 2)
     summary["mean"] = {"1": {"Dice": 0.5}, "2": {"Dice": 0.25}}
     (tmp_path / "s.json").write_text(json.dumps(summary))
-    per_class, mean, n = demo.read_dice(tmp_path / "s.json", {"labels": {"background": 0, "a": 1, "b": 2}})
+    per_class, mean, n = named_dice(tmp_path / "s.json", {"labels": {"background": 0, "a": 1, "b": 2}})
     assert per_class == {"a": 0.5, "b": 0.25}
-
-
-def test_last_exception_line():
-    lines = ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: LightMedSeg was built for 4"]
-    assert demo.last_exception_line(lines) == "ValueError: LightMedSeg was built for 4"
-    assert demo.last_exception_line(["all fine"]) is None

@@ -10,11 +10,11 @@ import torch
 
 from helpers import BIN, TINY_NAME, nnunet_env, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
-from nnunetv2_lightmedseg.cli.env import trainers_folder
 from nnunetv2_lightmedseg.network.variants import DEEP_SUPERVISION, NO_ANCHORS, VARIANTS
 from nnunetv2_lightmedseg.training import ALL_TRAINERS, nnUNetTrainer_LightMedSeg
 from nnunetv2_lightmedseg.training.lookup import trainer_class
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler, warmup_cosine_lr
+from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
 
 # the trainers of the network variants (named in the registry) and those that change only the training
 EXPECTED_TRAINERS = {v.trainer for v in VARIANTS.values()} | {

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helpers import TINY_NAME, tiny_preprocessed_dataset
-from nnunetv2_lightmedseg.cli.env import trainers_folder
 from nnunetv2_lightmedseg.training import nnUNetTrainer_LightMedSeg_Smoke
+from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
 
 
 @pytest.fixture

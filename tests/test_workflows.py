@@ -27,7 +27,7 @@ import pytest
 
 from helpers import (TINY_ID, TINY_NAME, nnunet_env, plan_and_preprocess, run_console, tiny_preprocessed_dataset,
                      write_blob_dataset)
-from nnunetv2_lightmedseg.cli.env import trainers_folder
+from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ retraining:
   foreground label/region on the validation patches of that epoch; written as ``np.float32(x)`` by recent
   NumPy, plain floats by older ones) and ``Epoch time: X s``;
 * ``validation/summary.json`` -- nnU-Net's final validation on the fold's full validation cases
-  (``foreground_mean`` Dice and the mean per label), read with :func:`.results.load_summary`.
+  (``foreground_mean`` Dice and the mean per label), read with :func:`nnunetv2_lightmedseg.utils.summary.load_summary`.
 
 Conventions (stated in ``--json`` under ``method``):
 
@@ -40,7 +40,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .results import EPOCH_TIME, _table, epoch_times, load_summary
+from ..utils.tables import cell, table_lines
+from ..utils.summary import load_summary
+from .results import EPOCH_TIME, epoch_times
 
 LIGHTMEDSEG = "LightMedSeg"
 STOCK = "stock nnU-Net"
@@ -270,16 +272,12 @@ def format_curves_table(runs: Sequence[dict]) -> str:
         if fv is None:
             row += [NO_VALIDATION] + ["-"] * len(labels)
         else:
-            row += [_dice(fv["foreground_mean"])] + [_dice(fv["per_label"].get(lab)) for lab in labels]
+            row += [cell(fv["foreground_mean"], ".4f")] + [cell(fv["per_label"].get(lab), ".4f") for lab in labels]
         body.append(row)
     lines = ["Runs (iterations and epochs: done/planned; hours: sum of the logs' 'Epoch time'; last pseudo Dice: "
              "last epoch's online Dice; val Dice: fold_X/validation/summary.json)"]
-    lines += _table(head, body)
+    lines += table_lines(head, body, indent="  ")
     return "\n".join(lines)
-
-
-def _dice(v) -> str:
-    return "-" if v is None or v != v else f"{v:.4f}"
 
 
 # ---------------------------------------------------------------------------------------------- plot
@@ -298,12 +296,11 @@ def plot_curves(runs: Sequence[dict], path: str, title: str = DEFAULT_TITLE,
     """Two panels: mean Dice vs training iterations (log x) and vs training hours. Big markers joined per family
     (sorted by iterations): final validation foreground-mean Dice; thin faint lines: each run's per-epoch mean
     pseudo Dice; dashed line: ``reference`` (None: none). Returns the ``matplotlib.figure.Figure`` written."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(12.5, 5.0))
-    FigureCanvasAgg(fig)
+    from ..utils.figures import new_figure
+
+    fig = new_figure(figsize=(12.5, 5.0))
     ax_it, ax_h = fig.subplots(1, 2, sharey=True)
     families = []
     for r in runs:

@@ -8,7 +8,8 @@ Conventions (printed with every table):
   device (shapes only, no arithmetic), falling back to a real forward when a model cannot run on ``meta``.
 * CPU latency: eval mode, ``torch.no_grad()``, fp32, ``torch.set_num_threads(T)``, warm-up runs first, then
   ``runs`` timed forwards per model, *interleaved* across models (A, B, A, B, ...) so that noise from other
-  processes on a shared machine hits every model alike. Median and spread (IQR, min, max).
+  processes on a shared machine hits every model alike. Median and spread (IQR, min, max); the timing itself is
+  :mod:`nnunetv2_lightmedseg.utils.timing` (shared with ``lightmedseg export --benchmark``).
 * CUDA latency: fp16 autocast (nnU-Net's predictor and trainer use AMP on CUDA), ``torch.cuda.synchronize()``
   around each run, median.
 * Peak memory: CPU -- a fresh subprocess per model (:mod:`.memprobe`) reports the resident-set high-water mark
@@ -20,16 +21,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch import nn
+
+from ..utils.process import run_command
 
 FLOP_CONVENTION = ("MACs/FLOPs counted by torch.utils.flop_counter.FlopCounterMode (convolutions, transposed "
                    "convolutions, matmuls; element-wise ops, norms and pooling are not counted); FLOPs = 2 x MACs")
@@ -106,60 +105,6 @@ def lightmedseg_components(model: nn.Module) -> Dict[str, List[str]]:
     return comp
 
 
-# ---------------------------------------------------------------------------------------------- statistics
-def summarize(times: Sequence[float]) -> dict:
-    """Median, IQR (25th-75th percentile), min, max and n of a list of seconds."""
-    a = np.asarray(times, dtype=float)
-    if a.size == 0:
-        return {"median": None, "q25": None, "q75": None, "min": None, "max": None, "n": 0}
-    return {"median": float(np.median(a)), "q25": float(np.percentile(a, 25)),
-            "q75": float(np.percentile(a, 75)), "min": float(a.min()), "max": float(a.max()), "n": int(a.size)}
-
-
-# ---------------------------------------------------------------------------------------------- timing
-def interleaved_timings(calls: Dict[str, Callable[[], object]], runs: int, warmup: int = 1,
-                        sync: Optional[Callable[[], None]] = None,
-                        progress: Optional[Callable[[str], None]] = None) -> Dict[str, List[float]]:
-    """Time each callable ``runs`` times after ``warmup`` untimed calls, in the order A, B, C, A, B, C, ...
-
-    Interleaving spreads background load over all models; ``sync`` (e.g. ``torch.cuda.synchronize``) is called
-    before starting and before stopping each clock.
-    """
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
-    for _ in range(warmup):
-        for name, fn in calls.items():
-            if progress:
-                progress(f"warm-up {name}")
-            fn()
-    times: Dict[str, List[float]] = {k: [] for k in calls}
-    for r in range(runs):
-        for name, fn in calls.items():
-            if sync:
-                sync()
-            t0 = time.perf_counter()
-            fn()
-            if sync:
-                sync()
-            times[name].append(time.perf_counter() - t0)
-            if progress:
-                progress(f"run {r + 1}/{runs} {name}: {times[name][-1]:.3f} s")
-    return times
-
-
-def forward_callable(model: nn.Module, x: torch.Tensor, amp: bool = False) -> Callable[[], object]:
-    """Inference forward as nnU-Net's predictor runs it: eval, no_grad (fp16 autocast on CUDA when ``amp``)."""
-    model.eval()
-
-    def fn():
-        with torch.no_grad():
-            if amp:
-                with torch.autocast(x.device.type, dtype=torch.float16):
-                    return model(x)
-            return model(x)
-    return fn
-
-
 def cuda_available() -> bool:
     return torch.cuda.is_available()
 
@@ -219,10 +164,11 @@ def measure_peak_memory(setup_path: str, entry_json: dict, mode: str, threads: i
         spec_path = f.name
     try:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        proc = subprocess.run([sys.executable, "-m", "nnunetv2_lightmedseg.benchmark.memprobe", spec_path],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = run_command([sys.executable, "-m", "nnunetv2_lightmedseg.benchmark.memprobe", spec_path], env,
+                           merge_stderr=False, timeout=timeout)
     finally:
         os.unlink(spec_path)
     if proc.returncode != 0:
-        raise RuntimeError(f"memory probe for {entry_json['name']} ({mode}) failed:\n{proc.stderr[-2000:]}")
+        why = f"timed out after {timeout:g} s" if proc.timed_out else "failed"
+        raise RuntimeError(f"memory probe for {entry_json['name']} ({mode}) {why}:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -14,8 +14,9 @@ import sys
 
 import torch
 
+from ..utils.timing import forward_callable
 from .entries import ModelEntry
-from .measure import forward_callable, peak_rss_delta_mb
+from .measure import peak_rss_delta_mb
 from .plans_setup import BenchmarkSetup
 from .train_step import TrainStep
 

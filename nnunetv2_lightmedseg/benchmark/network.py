@@ -9,9 +9,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..utils.tables import cell, table_lines
+from ..utils.timing import forward_callable, interleaved_timings, summarize
 from .entries import STOCK, ModelEntry
-from .measure import (FLOP_CONVENTION, count_flops, count_parameters, cuda_available, forward_callable,
-                      interleaved_timings, measure_peak_memory, summarize)
+from .measure import FLOP_CONVENTION, count_flops, count_parameters, cuda_available, measure_peak_memory
 from .plans_setup import BenchmarkSetup
 from .train_step import TrainStep
 
@@ -153,10 +154,6 @@ def add_ratios(rows: List[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
-
-
 def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
     """Plain-text table with ratios to stock (params/MACs/memory as fractions, times as speed-ups)."""
     has_cuda = any(r.get("cuda_latency_s") for r in rows)
@@ -177,18 +174,16 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
         if r.get("macs_vs_stock") and r["name"] != STOCK:
             ms += f" ({r['macs_vs_stock'] * 100:.1f}%)"
         line = [r["name"], ps, ms, f"{r['flops'] / 1e9:.2f}", iqr,
-                _fmt(r.get("latency_speedup_vs_stock"), ".1f") + ("x" if r.get("latency_speedup_vs_stock") else ""),
-                _fmt(r.get("train_step_s"), ".3f"),
-                _fmt(r.get("train_step_speedup_vs_stock"), ".1f") + ("x" if r.get("train_step_speedup_vs_stock")
+                cell(r.get("latency_speedup_vs_stock"), ".1f") + ("x" if r.get("latency_speedup_vs_stock") else ""),
+                cell(r.get("train_step_s"), ".3f"),
+                cell(r.get("train_step_speedup_vs_stock"), ".1f") + ("x" if r.get("train_step_speedup_vs_stock")
                                                                       else ""),
-                _fmt(r.get("peak_mem_mb"), ".0f"), _fmt(r.get("train_peak_mem_mb"), ".0f")]
+                cell(r.get("peak_mem_mb"), ".0f"), cell(r.get("train_peak_mem_mb"), ".0f")]
         if has_cuda:
-            line += [_fmt(r.get("cuda_latency_s"), ".4f"),
-                     _fmt(r.get("cuda_latency_speedup_vs_stock"), ".1f")]
+            line += [cell(r.get("cuda_latency_s"), ".4f"),
+                     cell(r.get("cuda_latency_speedup_vs_stock"), ".1f")]
         lines.append([line[i] for i in keep])
     head = [head[i] for i in keep]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-    fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     r0 = rows[0]
     notes = [f"set-up: {setup_desc}",
              f"forward input {tuple(r0['input_shape'])}, fp32, eval, no_grad, {info['threads']} CPU thread(s), "
@@ -203,16 +198,13 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
                      "; ".join(f"{r['name']}: {r.get('loss')}" for r in rows))
     if has_cuda:
         notes.append(f"CUDA: {info.get('cuda')}, fp16 autocast, synchronised, median")
-    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(li) for li in lines] + [""] +
-                     ["  " + n for n in notes])
+    return "\n".join(table_lines(head, lines) + [""] + ["  " + n for n in notes])
 
 
 def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
     """Bars of params, GMACs, CPU latency (IQR error bars), train-step time and peak memory; log scale for the
     counts (they span two orders of magnitude); each bar labelled with its ratio to stock."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..utils.figures import new_figure
 
     panels = [("params", "parameters (M)", 1e-6, True), ("macs", "GMACs / forward", 1e-9, True),
               ("latency_s", "CPU forward (s)", 1.0, False), ("train_step_s", "train step (s)", 1.0, False),
@@ -221,8 +213,8 @@ def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
     stock = next((r for r in rows if r["name"] == STOCK), None)
     names = [r["name"] for r in rows]
     colors = ["tab:gray" if r["kind"] == "stock" else "tab:blue" for r in rows]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1, 4.6))
-    axes = list(axes) if len(panels) > 1 else [axes]
+    fig = new_figure(figsize=(3.4 * len(panels) + 1, 4.6))
+    axes = list(fig.subplots(1, len(panels), squeeze=False)[0])
     for ax, (key, label, scale, log) in zip(axes, panels):
         vals = [(r.get(key) or 0) * scale for r in rows]
         err = None
@@ -250,4 +242,3 @@ def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -26,7 +26,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .measure import summarize
+from ..utils.names import case_name
+from ..utils.tables import cell, table_lines
+from ..utils.timing import summarize
 
 
 def cases_from_folder(folder: str, file_ending: str) -> List[List[str]]:
@@ -63,11 +65,6 @@ def validation_cases(dataset: str, fold: int, file_ending: str) -> List[List[str
     return [by_case[k] for k in sorted(splits[fold]["val"])]
 
 
-def case_name(files: Sequence[str], file_ending: str) -> str:
-    """``.../hippocampus_001_0000.nii.gz`` -> ``hippocampus_001`` (nnU-Net's channel suffix and ending removed)."""
-    return os.path.basename(files[0])[:-len(file_ending) - 5]
-
-
 def abba_order(names: Sequence[str], case_index: int) -> List[str]:
     """A, B, ... for even cases and the reverse for odd ones (ABBA interleaving)."""
     return list(names) if case_index % 2 == 0 else list(reversed(names))
@@ -87,7 +84,7 @@ def time_predictions(predictors: Dict[str, object], cases: Sequence[Sequence[str
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
 
     def run(name: str, files: Sequence[str]) -> float:
-        out = os.path.join(out_dir, name, case_name(files, file_ending))
+        out = os.path.join(out_dir, name, case_name(files[0], file_ending, channel_suffix=True))
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints a line per case
             predictors[name].predict_from_files_sequential([list(files)], [out], save_probabilities=False,
@@ -124,17 +121,15 @@ def prediction_rows(times: Dict[str, Dict[str, List[float]]], reference: str) ->
 
 
 def format_prediction_table(rows: List[dict], header: str) -> str:
-    from ..benchmark.network import _fmt  # the number formatting of the other benchmark tables
-
-    width = max(len(r["model"]) for r in rows)
-    lines = [header, "",
-             f"{'mirroring':<10} {'model':<{width}}  {'s/case median [IQR]':<24} {'cases/min':>9}  "
-             f"{'speed-up (total)':>16}  {'per-case median':>15}"]
+    body = []
     for r in rows:
         s = r["seconds_per_case"]
-        iqr = f"{_fmt(s['median'], '.2f')} [{_fmt(s['q25'], '.2f')}, {_fmt(s['q75'], '.2f')}]"
-        lines.append(f"{r['mirroring']:<10} {r['model']:<{width}}  {iqr:<24} {r['cases_per_minute']:>9.1f}  "
-                     f"{r['speedup_vs_reference']:>15.2f}x  {r['median_case_speedup']:>14.2f}x")
+        body.append([r["mirroring"], r["model"], f"{cell(s['median'], '.2f')} [{cell(s['q25'], '.2f')}, "
+                     f"{cell(s['q75'], '.2f')}]", f"{r['cases_per_minute']:.1f}", f"{r['speedup_vs_reference']:.2f}x",
+                     f"{r['median_case_speedup']:.2f}x"])
+    lines = [header, ""]
+    lines += table_lines(["mirroring", "model", "s/case median [IQR]", "cases/min", "speed-up (total)",
+                          "per-case median"], body, align="<<<>")
     lines.append("")
     lines.append(f"speed-up = time of {rows[0]['reference']} / time of the model (higher is faster); per case: "
                  f"nnU-Net preprocessing + sliding window + export, one process")

@@ -3,8 +3,9 @@
 Input is what nnU-Net itself wrote: ``fold_X/validation/summary.json`` (``compute_metrics_on_folder``:
 ``metric_per_case`` with per-label ``Dice``, ``mean``, ``foreground_mean``) and ``fold_X/training_log_*.txt``
 (``Epoch time: X s`` per epoch). Per-case differences are ``B - A`` over the cases both folders evaluated;
-uncertainty is a seeded paired bootstrap (percentile 95% CI of the mean difference) plus the Wilcoxon signed-rank
-test and the exact sign test (``scipy.stats``, a dependency of nnU-Net).
+uncertainty is a seeded paired bootstrap (``scipy.stats.bootstrap`` on the per-case differences, percentile 95% CI
+of the mean difference) plus the Wilcoxon signed-rank test and the exact sign test (``scipy.stats``, a dependency
+of nnU-Net). The summary files are read with :func:`nnunetv2_lightmedseg.utils.summary.load_summary`.
 """
 from __future__ import annotations
 
@@ -15,45 +16,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-FG = "fg_mean"  # per-case mean Dice over the foreground labels/regions
+from ..utils.summary import FG, load_summary
+from ..utils.tables import cell, table_lines
+
 EPOCH_TIME = re.compile(r"Epoch time:\s*([0-9.]+)\s*s")
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def load_summary(path: str) -> dict:
-    """Read an nnU-Net ``summary.json``: ``{"labels": [...], "mean": {label: Dice}, "foreground_mean": Dice,
-    "cases": {case_id: {label: Dice, "fg_mean": Dice}}}`` (labels as nnU-Net writes the keys, e.g. ``"1"`` or
-    ``"(1, 2)"``; ``Dice`` NaN where a label is absent from reference and prediction, as nnU-Net records it)."""
-    import json
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: run nnU-Net's validation for this fold "
-                                f"(nnUNetv2_train ... --val) or check the folder")
-    with open(path) as f:
-        raw = json.load(f)
-    for key in ("metric_per_case", "mean", "foreground_mean"):
-        if key not in raw:
-            raise ValueError(f"{path} is not an nnU-Net summary.json (no {key!r})")
-    labels = list(raw["mean"].keys())
-    cases: Dict[str, Dict[str, float]] = {}
-    for c in raw["metric_per_case"]:
-        cid = _case_id(c.get("prediction_file") or c.get("reference_file"))
-        d = {lab: float(c["metrics"][lab]["Dice"]) for lab in labels if lab in c["metrics"]}
-        fg = [v for lab, v in d.items() if lab not in ("0",) and not np.isnan(v)]
-        d[FG] = float(np.mean(fg)) if fg else float("nan")
-        cases[cid] = d
-    return {"labels": [lab for lab in labels if lab != "0"],
-            "mean": {lab: float(raw["mean"][lab]["Dice"]) for lab in labels},
-            "foreground_mean": float(raw["foreground_mean"]["Dice"]), "cases": cases}
-
-
-def _case_id(path: str) -> str:
-    name = os.path.basename(path)
-    for ending in (".nii.gz", ".nrrd", ".mha", ".nii", ".png", ".tif", ".tiff", ".b2nd"):
-        if name.endswith(ending):
-            return name[: -len(ending)]
-    return os.path.splitext(name)[0]
-
-
 def epoch_times(fold_folder: str) -> List[float]:
     """All ``Epoch time: X s`` values of the fold's ``training_log_*.txt`` files (in file-name = time order).
     An interrupted and continued training writes several logs; all epochs are kept."""
@@ -67,13 +36,18 @@ def epoch_times(fold_folder: str) -> List[float]:
 # ---------------------------------------------------------------------------------------------- statistics
 def paired_bootstrap_ci(diff: Sequence[float], n_boot: int = 10000, seed: int = 0,
                         alpha: float = 0.05) -> Tuple[float, float]:
-    """Percentile bootstrap CI of the mean of paired differences (cases resampled with replacement)."""
+    """Percentile bootstrap CI of the mean of paired differences (cases resampled with replacement), by
+    ``scipy.stats.bootstrap`` on the per-case differences (the one-sample form of a paired bootstrap), seeded.
+    One case: the interval is that case's difference; none: NaN."""
+    from scipy.stats import bootstrap
+
     d = np.asarray(diff, dtype=float)
-    if d.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    return float(np.percentile(means, 100 * alpha / 2)), float(np.percentile(means, 100 * (1 - alpha / 2)))
+    if d.size < 2:  # scipy needs two observations; one case resamples to itself
+        v = float(d[0]) if d.size else float("nan")
+        return v, v
+    res = bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=1 - alpha, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def sign_test(diff: Sequence[float]) -> float:
@@ -221,7 +195,7 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
     for f, d in cmp["folds"].items():
         for lab in labels:
             body.append([f, lab, f"{d['a'][lab]:.4f}", f"{d['b'][lab]:.4f}", f"{d['diff'][lab]:+.4f}"])
-    lines += _table(head, body)
+    lines += table_lines(head, body, indent="  ")
     boot = cmp.get("bootstrap", {})
     lines += ["", f"Overall, paired over cases of all folds (B - A; 95% CI: paired bootstrap, "
                   f"{boot.get('resamples', '?')} resamples, seed {boot.get('seed', '?')}; p: Wilcoxon signed-rank / "
@@ -236,39 +210,28 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
         body.append([lab, str(s["n"]), f"{s['mean_a']:.4f}", f"{s['mean_b']:.4f}", f"{s['mean_diff']:+.4f}",
                      f"[{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}]", str(s["b_better"]), str(s["a_better"]),
                      "-" if s["wilcoxon_p"] is None else f"{s['wilcoxon_p']:.3g}", f"{s['sign_test_p']:.3g}"])
-    lines += _table(head, body)
+    lines += table_lines(head, body, indent="  ")
     if times_a is None or times_b is None:
         return "\n".join(lines)
     lines += ["", "Wall time per epoch (training_log_*.txt 'Epoch time')"]
     body = []
     for name, t in (("A", times_a), ("B", times_b)):
-        body.append([name, str(t["n_epochs"]), _f(t["mean_s"]), _f(t["median_s"])])
-    lines += _table(["trainer", "epochs", "mean s", "median s"], body)
+        body.append([name, str(t["n_epochs"]), cell(t["mean_s"], ".2f"), cell(t["median_s"], ".2f")])
+    lines += table_lines(["trainer", "epochs", "mean s", "median s"], body, indent="  ")
     if times_a["median_s"] and times_b["median_s"]:
         lines.append(f"  B/A median epoch time: {times_b['median_s'] / times_a['median_s']:.3f}")
     return "\n".join(lines)
-
-
-def _f(v) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def _table(head: List[str], body: List[List[str]]) -> List[str]:
-    widths = [max(len(x) for x in col) for col in zip(head, *body)] if body else [len(h) for h in head]
-    fmt = lambda cells: "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
 
 
 def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
     """Left: overall Dice per label (pooled cases) for A and B, annotated with B - A and its paired-bootstrap 95% CI
     (drawn as an error bar on B's bar, shifted by A's mean); right: per-case foreground-mean Dice, B against A,
     with the identity line."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..utils.figures import new_figure
 
     labels = cmp["labels"] + [FG]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig = new_figure(figsize=(11, 4.6))
+    ax1, ax2 = fig.subplots(1, 2)
     x = np.arange(len(labels))
     ma = [cmp["overall"][lab]["mean_a"] or 0 for lab in labels]
     mb = [cmp["overall"][lab]["mean_b"] or 0 for lab in labels]
@@ -307,4 +270,3 @@ def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
                       f"CI [{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}])", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

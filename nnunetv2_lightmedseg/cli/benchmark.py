@@ -39,6 +39,27 @@ from ..benchmark.entries import VARIANTS
 from ..network.variants import ANCHORS_PREFIX, DEFAULT
 from .options import DEFAULT_CHECKPOINT, add_checkpoint, add_device, add_disable_tta, add_shape, plain
 
+NETWORK_DESCRIPTION = """\
+Both networks built from the same nnU-Net plans (a preprocessed dataset's with -d, or nnU-Net's default plans for
+--shape), measured in one run, interleaved.
+"""
+PREDICT_DESCRIPTION = """\
+Times nnU-Net's own predictor (preprocessing, sliding window with and without test-time mirroring, export) for
+trained models on the same cases, interleaved case by case (ABBA), and reports seconds per case, cases per minute
+and the speed-up over the first -tr. Typical use: lightmedseg benchmark predict -d 4 -c 3d_fullres -tr nnUNetTrainer
+-tr nnUNetTrainer_LightMedSeg --val-fold 0
+"""
+RESULTS_DESCRIPTION = """\
+Compares two trained models on nnU-Net's own validation (fold_X/validation/summary.json): Dice per label, per fold
+and overall, paired per-case differences B - A with a paired-bootstrap 95%% CI, Wilcoxon and sign tests, and the
+wall time per epoch from the training logs. Typical use: lightmedseg benchmark results -d ID -c 3d_fullres -tr
+nnUNetTrainer -tr nnUNetTrainer_LightMedSeg
+"""
+CURVES_DESCRIPTION = """\
+Learning curves of LightMedSeg and stock nnU-Net runs from nnU-Net's own artifacts (debug.json, training_log_*.txt,
+validation/summary.json): one table row per run, --json, --plot (Dice vs iterations and vs hours), --archive.
+"""
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("benchmark",
@@ -48,8 +69,7 @@ def add_parser(subparsers) -> None:
     sub.required = True
 
     n = sub.add_parser("network", help="params, MACs, latency, train-step time, peak memory vs stock nnU-Net",
-                       description="Both networks built from the same nnU-Net plans (a preprocessed dataset's with "
-                                   "-d, or nnU-Net's default plans for --shape), measured in one run, interleaved.")
+                       description=NETWORK_DESCRIPTION)
     src = n.add_mutually_exclusive_group(required=True)
     src.add_argument("-d", dest="dataset", help="dataset name or ID (preprocessed plans in nnUNet_preprocessed)")
     add_shape(src, None, "explicit spatial input size instead of -d (nnU-Net's default plans for that patch; "
@@ -77,11 +97,7 @@ def add_parser(subparsers) -> None:
     n.set_defaults(func=run_network)
 
     pr = sub.add_parser("predict", help="cases per minute of nnU-Net's predictor for two trained models",
-                        description="Times nnU-Net's own predictor (preprocessing, sliding window with and without "
-                                    "test-time mirroring, export) for trained models on the same cases, interleaved "
-                                    "case by case (ABBA), and reports seconds per case, cases per minute and the "
-                                    "speed-up over the first -tr. Typical use: lightmedseg benchmark predict -d 4 "
-                                    "-c 3d_fullres -tr nnUNetTrainer -tr nnUNetTrainer_LightMedSeg --val-fold 0")
+                        description=PREDICT_DESCRIPTION)
     pr.add_argument("-d", dest="dataset", required=True, help="dataset name or ID")
     pr.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default %(default)s)")
     pr.add_argument("-tr", dest="trainers", action="append", default=[],
@@ -102,11 +118,7 @@ def add_parser(subparsers) -> None:
     pr.set_defaults(func=run_predict)
 
     r = sub.add_parser("results", help="compare two trained nnU-Net result folders (Dice, epoch time)",
-                       description="Compares two trained models on nnU-Net's own validation (fold_X/validation/"
-                                   "summary.json): Dice per label, per fold and overall, paired per-case differences "
-                                   "B - A with a paired-bootstrap 95%% CI, Wilcoxon and sign tests, and the wall "
-                                   "time per epoch from the training logs. Typical use: lightmedseg benchmark "
-                                   "results -d ID -c 3d_fullres -tr nnUNetTrainer -tr nnUNetTrainer_LightMedSeg")
+                       description=RESULTS_DESCRIPTION)
     r.add_argument("--a", help="results folder A (TRAINER__PLANS__CONFIG), e.g. stock")
     r.add_argument("--b", help="results folder B, e.g. LightMedSeg; differences are B - A")
     r.add_argument("-d", dest="dataset", help="dataset name or ID (with -c and two -tr instead of --a/--b)")
@@ -133,9 +145,7 @@ def add_parser(subparsers) -> None:
 
     from ..benchmark.curves import DEFAULT_REFERENCE, DEFAULT_REFERENCE_LABEL, DEFAULT_TITLE
     c = sub.add_parser("curves", help="learning curves: Dice vs iterations and vs hours from nnU-Net's logs",
-                       description="Learning curves of LightMedSeg and stock nnU-Net runs from nnU-Net's own "
-                                   "artifacts (debug.json, training_log_*.txt, validation/summary.json): one table "
-                                   "row per run, --json, --plot (Dice vs iterations and vs hours), --archive.")
+                       description=CURVES_DESCRIPTION)
     c.add_argument("folders", nargs="+", metavar="FOLDER",
                    help="nnU-Net fold folder (.../TRAINER__PLANS__CONFIG/fold_X) or a folder containing such "
                         "folders (searched recursively for fold_* with a debug.json)")
@@ -261,6 +271,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_results(args: argparse.Namespace) -> int:
     from ..benchmark import results as R
+    from ..utils.summary import load_summary
 
     try:
         if args.a or args.b:
@@ -303,7 +314,7 @@ def run_results(args: argparse.Namespace) -> int:
             dst = os.path.join(args.test_output, name)
             print(f"\npredicting {args.test_images} with {name} (folds {folds_int}) -> {dst}", flush=True)
             try:
-                test[key] = R.load_summary(R.predict_and_evaluate(folder, folds_int, args.test_images,
+                test[key] = load_summary(R.predict_and_evaluate(folder, folds_int, args.test_images,
                                                                   args.test_labels, dst, args.device,
                                                                   checkpoint=args.checkpoint,
                                                                   use_mirroring=not args.disable_tta))

@@ -23,336 +23,37 @@ it did not create: it writes only into a new or empty folder, or into one a prev
 a ``.lightmedseg_demo`` file), and replaces a previous run's contents only with ``--overwrite``. ``--clean``
 removes, after a successful run, what this run created (the folder itself if the demo created it, else its
 contents); a user's ``--dataset`` is only linked into the work folder, never copied, changed or deleted.
+
+This module holds the command line and the order of the steps; the dataset check, the work folder and the report
+are :mod:`nnunetv2_lightmedseg.demo`, running nnU-Net's commands and reading their output
+:mod:`nnunetv2_lightmedseg.utils`.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import resource
-import shutil
-import subprocess
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from nnunetv2_lightmedseg.cli.env import ENV_VAR, ext_trainer_value
-from nnunetv2_lightmedseg.cli.options import add_device, add_disable_tta
+from ..demo import DemoError
+from ..demo.dataset import check_raw_dataset
+from ..demo.report import print_kept, print_report
+from ..demo.workdir import clean_workdir, prepare_workdir
+from ..utils.nnunet_env import nnunet_env, planning_env, training_env
+from ..utils.process import CommandError, console_script, display, run_step
+from ..utils.summary import named_dice
+from .options import add_device, add_disable_tta
 
 DEFAULT_TRAINER = "nnUNetTrainer_LightMedSeg_Demo"
 DEFAULT_DATASET_ID = 990
 CONFIGURATION = "3d_fullres"
 PLANS = "nnUNetPlans"
 FOLD = 0
-MARKER = ".lightmedseg_demo"
 #: `lightmedseg demo` with its defaults, end to end (generate, plan+preprocess, train, predict, evaluate), on 2 idle
 #: CPU cores of this project's machine (README, "Quick start"); the help and the README quote this figure
 MEASURED_DEMO_SECONDS = 107
-DATASET_RE = re.compile(r"^Dataset(\d{3})_(.+)$")
-
-# lines of nnU-Net's output worth echoing when not --verbose (the rest goes to the step's log file)
-_ECHO = re.compile(r"(^Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time|Mean Validation Dice|"
-                   r"LightMedSeg:|Using trainer|Error|error:|Traceback|WARNING)")
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception)|AssertionError|KeyboardInterrupt)\b.*")
-
-
-class DemoError(RuntimeError):
-    """A problem the user can fix (bad path, malformed dataset, failed step); printed without a traceback."""
-
-
-# --------------------------------------------------------------------------------------- nnU-Net plumbing
-def nnunet_command(name: str) -> str:
-    """Absolute path of an nnU-Net console script (``nnUNetv2_train`` ...) of THIS Python environment.
-
-    Looked up next to ``sys.executable`` first, so the demo runs the nnU-Net installed with this package even
-    when the venv is not activated; then on PATH.
-    """
-    candidate = Path(sys.executable).parent / name
-    if candidate.is_file():
-        return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise DemoError(f"{name} not found next to {sys.executable} nor on PATH. Is nnunetv2 installed in this "
-                        f"environment? (pip install nnunetv2)")
-    return found
-
-
-def nnunet_env(workdir: Path, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Environment for nnU-Net commands whose raw/preprocessed/results folders live in ``workdir``.
-
-    ``nnUNet_extTrainer`` gets the trainers folder appended (as ``lightmedseg env`` prints it).
-    """
-    env = dict(os.environ if base is None else base)
-    workdir = Path(workdir).resolve()
-    env["nnUNet_raw"] = str(workdir / "nnUNet_raw")
-    env["nnUNet_preprocessed"] = str(workdir / "nnUNet_preprocessed")
-    env["nnUNet_results"] = str(workdir / "nnUNet_results")
-    env[ENV_VAR] = ext_trainer_value(env.get(ENV_VAR))
-    env["PYTHONUNBUFFERED"] = "1"  # stream nnU-Net's prints line by line into our log
-    return env
-
-
-def planning_env(env: Dict[str, str]) -> Dict[str, str]:
-    """``env`` for ``nnUNetv2_plan_and_preprocess``: without ``nnUNet_n_proc_DA`` < 1.
-
-    nnU-Net's planner calls ``torch.set_num_threads(get_allowed_n_proc_DA())`` (nnunetv2 2.8,
-    default_experiment_planner.py) and crashes with "set_num_threads expects a positive integer" when the
-    variable is 0, although 0 is valid for training (augmentation in the training process).
-    """
-    env = dict(env)
-    if env.get("nnUNet_n_proc_DA", "").strip() and int(env["nnUNet_n_proc_DA"]) < 1:
-        del env["nnUNet_n_proc_DA"]
-    return env
-
-
-def training_env(env: Dict[str, str], n_proc_da: int) -> Dict[str, str]:
-    """``env`` for ``nnUNetv2_train``: ``nnUNet_n_proc_DA`` = ``n_proc_da`` unless the user set it already.
-
-    nnU-Net's default is 12 augmentation worker processes (capped at the CPU count). On a 2-core CPU torch's
-    two threads already use both cores; augmenting in the training process (0) avoids the workers' start-up
-    and competition for the cores.
-    """
-    env = dict(env)
-    env.setdefault("nnUNet_n_proc_DA", str(n_proc_da))
-    # the final validation exports its segmentations through a spawn pool of nnUNet_def_n_proc (default 8)
-    # processes, each importing torch and nnU-Net: minutes of start-up on 2 cores for a few tiny volumes
-    env.setdefault("nnUNet_def_n_proc", "1")
-    return env
-
-
-def last_exception_line(lines: Sequence[str]) -> Optional[str]:
-    """The final ``SomeError: message`` line of a Python traceback in a command's output, if any."""
-    for line in reversed(lines):
-        m = _EXCEPTION_LINE.match(line.strip())
-        if m:
-            return line.strip()
-    return None
-
-
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_step(cmd: List[str], env: Dict[str, str], log_file: Path, verbose: bool = False,
-             echo: bool = True, cpu_seconds: Optional[Dict[str, float]] = None,
-             name: Optional[str] = None) -> float:
-    """Run one nnU-Net command, tee its output to ``log_file``; return wall seconds. DemoError on failure.
-
-    With ``cpu_seconds`` the command's CPU time (user + system, its worker processes included) is stored
-    under ``name``: on a shared machine, wall time depends on the load, CPU time much less.
-    """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    print("$ " + " ".join(_short(c) for c in cmd), flush=True)
-    tail: deque = deque(maxlen=40)
-    start, cpu_start = time.perf_counter(), _children_cpu_seconds()
-    with open(log_file, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                bufsize=1, errors="replace")
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                # tqdm progress bars arrive as \r-separated updates; keep only the last state
-                line = line.rstrip("\n").split("\r")[-1]
-                tail.append(line)
-                if echo and (verbose or _ECHO.search(line)):
-                    print("    " + line, flush=True)
-            proc.wait()
-        except BaseException:
-            proc.kill()  # Ctrl-C: do not leave nnU-Net running in the background
-            proc.wait()
-            raise
-    elapsed = time.perf_counter() - start
-    if cpu_seconds is not None:
-        cpu_seconds[name or Path(cmd[0]).name] = _children_cpu_seconds() - cpu_start
-    if proc.returncode != 0:
-        reason = last_exception_line(list(tail)) or f"exit status {proc.returncode}"
-        shown = "\n".join("    | " + t for t in list(tail)[-25:])
-        raise DemoError(f"{Path(cmd[0]).name} failed: {reason}\n  last output lines:\n{shown}\n"
-                        f"  full log: {log_file}")
-    return elapsed
-
-
-def _short(arg: str) -> str:
-    """Shorten absolute paths to the console scripts in printed command lines."""
-    p = Path(arg)
-    if p.is_absolute() and p.name.startswith("nnUNetv2_"):
-        return p.name
-    return arg
-
-
-# ----------------------------------------------------------------------------------------- the dataset
-@dataclass
-class RawDataset:
-    """A checked nnU-Net raw dataset folder."""
-    path: Path
-    dataset_id: int
-    name: str  # DatasetXXX_Name
-    dataset_json: dict
-    test_images: Optional[Path] = None  # imagesTs, when labelsTs has a label for every test case
-    test_labels: Optional[Path] = None
-    num_test: int = 0
-    notes: List[str] = field(default_factory=list)
-
-
-def _case_ids(folder: Path, file_ending: str) -> List[str]:
-    return sorted(p.name[: -len(file_ending)] for p in folder.iterdir()
-                  if p.name.endswith(file_ending) and not p.name.startswith("."))
-
-
-def check_raw_dataset(path: Path) -> RawDataset:
-    """Check a user's raw dataset folder against nnU-Net's layout; DemoError says what is wrong and what to do.
-
-    Only the structure is checked here (names, dataset.json, one image per channel for every label); nnU-Net's
-    ``--verify_dataset_integrity`` (run during planning) then checks geometry and label values.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DemoError(f"--dataset {path}: no such folder. Pass an nnU-Net raw dataset folder "
-                        f"(e.g. .../nnUNet_raw/Dataset004_Hippocampus).")
-    if not path.is_dir():
-        raise DemoError(f"--dataset {path}: not a folder. Pass an nnU-Net raw dataset folder DatasetXXX_Name.")
-    path = path.resolve()
-    m = DATASET_RE.match(path.name)
-    if not m:
-        raise DemoError(f"--dataset {path}: the folder name must be DatasetXXX_Name with a 3-digit id, as nnU-Net "
-                        f"requires (e.g. Dataset004_Hippocampus); got {path.name!r}. Rename the folder.")
-    dj_file = path / "dataset.json"
-    if not dj_file.is_file():
-        raise DemoError(f"--dataset {path}: no dataset.json. nnU-Net needs one (channel_names, labels, numTraining, "
-                        f"file_ending); see nnunetv2.dataset_conversion.generate_dataset_json.")
-    try:
-        dj = json.loads(dj_file.read_text())
-    except json.JSONDecodeError as e:
-        raise DemoError(f"{dj_file}: not valid JSON ({e}).") from None
-    missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in dj]
-    if "channel_names" not in dj and "modality" in dj:
-        raise DemoError(f"{dj_file}: this is an nnU-Net v1 / MSD dataset.json ('modality'). Convert the dataset "
-                        f"with nnUNetv2_convert_MSD_dataset or nnUNetv2_convert_old_nnUNet_dataset first.")
-    if missing:
-        raise DemoError(f"{dj_file}: missing key(s) {missing}; nnU-Net v2 needs channel_names, labels, "
-                        f"numTraining and file_ending.")
-    if "background" not in dj["labels"] or dj["labels"]["background"] != 0:
-        raise DemoError(f"{dj_file}: labels must contain 'background': 0 (nnU-Net's convention).")
-    ending = dj["file_ending"]
-    channels = len(dj["channel_names"])
-    for sub in ("imagesTr", "labelsTr"):
-        if not (path / sub).is_dir():
-            raise DemoError(f"--dataset {path}: no {sub} folder (nnU-Net raw layout: imagesTr/, labelsTr/, "
-                            f"dataset.json, optionally imagesTs/).")
-    cases = _case_ids(path / "labelsTr", ending)
-    if not cases:
-        raise DemoError(f"{path / 'labelsTr'}: no label files ending in {ending!r} (dataset.json file_ending).")
-    if len(cases) != int(dj["numTraining"]):
-        raise DemoError(f"{dj_file}: numTraining is {dj['numTraining']} but labelsTr holds {len(cases)} "
-                        f"label files; set numTraining to {len(cases)}.")
-    if len(cases) < 5:
-        raise DemoError(f"--dataset {path}: {len(cases)} training cases; nnU-Net's 5-fold split needs at least 5.")
-    images = set(p.name for p in (path / "imagesTr").iterdir())
-    for case in cases:
-        absent = [f"{case}_{c:04d}{ending}" for c in range(channels) if f"{case}_{c:04d}{ending}" not in images]
-        if absent:
-            raise DemoError(f"{path / 'imagesTr'}: missing {absent[0]} (dataset.json lists {channels} channel(s); "
-                            f"every case needs CASE_0000{ending} .. CASE_{channels - 1:04d}{ending}).")
-    ds = RawDataset(path, int(m.group(1)), path.name, dj)
-    ts_images, ts_labels = path / "imagesTs", path / "labelsTs"
-    if ts_images.is_dir() and ts_labels.is_dir():
-        test_cases = _case_ids(ts_labels, ending)
-        ts_files = set(p.name for p in ts_images.iterdir())
-        usable = test_cases and all(f"{c}_{k:04d}{ending}" in ts_files for c in test_cases for k in range(channels))
-        if usable:
-            ds.test_images, ds.test_labels, ds.num_test = ts_images, ts_labels, len(test_cases)
-        else:
-            ds.notes.append("imagesTs/labelsTs do not match (every labelsTs case needs all its channels in "
-                            "imagesTs): evaluating the fold-0 validation cases instead.")
-    else:
-        ds.notes.append("no imagesTs + labelsTs: the Dice reported is that of the fold-0 validation cases, which "
-                        "nnUNetv2_train predicts and evaluates after training (cases it did not train on).")
-    return ds
-
-
-# ------------------------------------------------------------------------------------------ work folder
-def prepare_workdir(workdir: Path, overwrite: bool = False) -> Tuple[Path, bool]:
-    """Create the demo's work folder, or reuse an empty one; returns (folder, created by this call).
-
-    A folder a previous demo run created (marker file) is emptied only with ``overwrite``; any other non-empty
-    folder is refused, so nothing the demo did not create is ever deleted."""
-    workdir = Path(workdir).expanduser().resolve()
-    created = not workdir.exists()
-    if not created:
-        if not workdir.is_dir():
-            raise DemoError(f"--workdir {workdir} exists and is not a folder.")
-        if any(workdir.iterdir()):
-            if not (workdir / MARKER).exists():
-                raise DemoError(f"--workdir {workdir} is not empty and was not created by `lightmedseg demo`; "
-                                f"refusing to write there. Pass a new or empty folder.")
-            if not overwrite:
-                raise DemoError(f"--workdir {workdir} holds a previous `lightmedseg demo` run (its model, "
-                                f"predictions and logs; see {workdir / 'demo_summary.json'}). Pass --overwrite to "
-                                f"replace it, or another --workdir to keep it.")
-            _clean(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / MARKER).write_text("work folder of `lightmedseg demo` (`lightmedseg demo --overwrite` may replace "
-                                  "its contents)\n")
-    return workdir, created
-
-
-def _clean(workdir: Path) -> None:
-    """Delete the contents of a demo work folder (symlinked user datasets are unlinked, never followed)."""
-    if not (workdir / MARKER).exists():
-        return
-    for child in workdir.iterdir():
-        if child.is_symlink() or child.is_file():
-            child.unlink()
-        else:
-            shutil.rmtree(child)
-
-
-# ------------------------------------------------------------------------------------------------ results
-def _label_keys(value) -> List[str]:
-    """The ways nnU-Net's summary.json may spell a label or region key (``1``, ``(1, 2, 3)``, ``(3,)``, ``3``)."""
-    if isinstance(value, (list, tuple)):
-        values = tuple(int(v) for v in value)
-        keys = [str(values), str(list(values))]
-        if len(values) == 1:
-            keys.append(str(values[0]))
-    else:
-        keys = [str(int(value))]
-    return [k.replace(" ", "") for k in keys]
-
-
-def read_dice(summary_file: Path, dataset_json: dict) -> Tuple[Dict[str, float], float, int]:
-    """Per-class (or per-region) mean Dice, foreground mean and case count from nnU-Net's summary.json.
-
-    Keys are named after dataset.json's labels; a NaN (class absent from every reference and prediction)
-    stays NaN.
-    """
-    summary = json.loads(Path(summary_file).read_text())
-    names = {k: name for name, value in dataset_json["labels"].items() if name != "background"
-             for k in _label_keys(value)}
-    per_class = {names.get(key.replace(" ", ""), key): float(metrics["Dice"])
-                 for key, metrics in summary["mean"].items()}
-    return per_class, float(summary["foreground_mean"]["Dice"]), len(summary["metric_per_case"])
-
-
-def print_report(result: dict) -> None:
-    print("\n" + "=" * 72)
-    print(f"LightMedSeg demo: {result['dataset']}  trainer {result['trainer']}  ({result['device']})")
-    print(f"Dice on {result['num_eval_cases']} {result['evaluated_on']}:")
-    width = max(len(k) for k in result["dice"]) if result["dice"] else 4
-    for name, dice in result["dice"].items():
-        print(f"  {name:<{width}}  {dice:.4f}")
-    print(f"  {'mean':<{width}}  {result['mean_dice']:.4f}  (foreground classes/regions)")
-    cpu = result.get("cpu_seconds", {})
-    times = ", ".join(f"{k} {v:.1f} s" + (f" (CPU {cpu[k]:.0f} s)" if k in cpu else "")
-                      for k, v in result["seconds"].items())
-    print(f"Time (wall): {times}; total {sum(result['seconds'].values()):.1f} s")
-    print("=" * 72)
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -398,27 +99,27 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
             print("Note: " + note)
 
         did = str(ds.dataset_id)
-        plan = [nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", CONFIGURATION,
+        plan = [console_script("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", CONFIGURATION,
                 "-np", str(num_processes), "-npfp", str(num_processes), "--no_pbar"]
         if dataset is not None:
             plan.append("--verify_dataset_integrity")  # nnU-Net's own geometry/label checks on user data
         step("plan+preprocess", plan, planning_env(env), "plan_and_preprocess.log")
 
-        train = [nnunet_command("nnUNetv2_train"), did, CONFIGURATION, str(FOLD), "-tr", trainer,
+        train = [console_script("nnUNetv2_train"), did, CONFIGURATION, str(FOLD), "-tr", trainer,
                  "-device", device]
         step("train", train, training_env(env, n_proc_da), "train.log")
 
         model_dir = Path(env["nnUNet_results"]) / ds.name / f"{trainer}__{PLANS}__{CONFIGURATION}"
         if ds.test_images is not None:
             predictions = workdir / "predictions"
-            predict = [nnunet_command("nnUNetv2_predict"), "-i", str(ds.test_images), "-o", str(predictions),
+            predict = [console_script("nnUNetv2_predict"), "-i", str(ds.test_images), "-o", str(predictions),
                        "-d", did, "-c", CONFIGURATION, "-f", str(FOLD), "-tr", trainer, "-device", device,
                        "-npp", "1", "-nps", "1", "--disable_progress_bar"]
             if disable_tta:
                 predict.append("--disable_tta")
             step("predict", predict, env, "predict.log")
             summary = predictions / "summary.json"
-            evaluate = [nnunet_command("nnUNetv2_evaluate_folder"), str(ds.test_labels), str(predictions),
+            evaluate = [console_script("nnUNetv2_evaluate_folder"), str(ds.test_labels), str(predictions),
                         "-djfile", str(model_dir / "dataset.json"), "-pfile", str(model_dir / "plans.json"),
                         "-o", str(summary), "-np", "1"]
             step("evaluate", evaluate, env, "evaluate.log")
@@ -428,7 +129,7 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
             evaluated_on = "fold-0 validation cases (predicted and evaluated by nnUNetv2_train)"
         if not summary.is_file():
             raise DemoError(f"nnU-Net finished but wrote no {summary}; see the logs in {logs}.")
-        dice, mean, n = read_dice(summary, ds.dataset_json)
+        dice, mean, n = named_dice(summary, ds.dataset_json)
         result = {"dataset": ds.name, "trainer": trainer, "device": device, "dice": dice, "mean_dice": mean,
                   "num_eval_cases": n, "evaluated_on": evaluated_on, "seconds": seconds, "cpu_seconds": cpu,
                   "summary_json": str(summary), "model_folder": str(model_dir), "workdir": str(workdir)}
@@ -441,21 +142,18 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
         resume = ""
         if current["step"] == "train":
             resume = (f" Resume the training from its last checkpoint: {uses} "
-                      + " ".join(_short(c) for c in current["cmd"]) + " --c")
+                      + display(current["cmd"]) + " --c")
         raise DemoInterrupted(f"interrupted during '{current['step']}'; kept {workdir} (what was done so far, "
                               f"logs in {logs}).{resume} Or run the demo again with --overwrite.") from None
     finally:
         if succeeded and clean:
-            _clean(workdir)
+            clean_workdir(workdir)
             if created:
                 workdir.rmdir()
             print(f"--clean: removed what this run created in {workdir}.")
         elif succeeded:
-            print(f"Kept everything in {workdir}:\n  model          {model_dir}\n  predictions    "
-                  f"{workdir / 'predictions' if ds.test_images is not None else summary.parent}\n  logs           "
-                  f"{logs}\n  summary        {workdir / 'demo_summary.json'}\nUse it with nnU-Net: export {uses}; "
-                  f"then e.g. nnUNetv2_predict -i IMAGES -o OUT -d {ds.dataset_id} -c {CONFIGURATION} -f {FOLD} "
-                  f"-tr {trainer} -device {device}. Remove it with `rm -r {workdir}` (or run the demo with --clean).")
+            print_kept(workdir, model_dir, workdir / "predictions" if ds.test_images is not None else summary.parent,
+                       logs, uses, ds.dataset_id, CONFIGURATION, FOLD, trainer, device)
         elif not current.get("interrupted"):
             print(f"Logs kept in {logs}", file=sys.stderr)
 
@@ -472,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
     except DemoInterrupted as e:
         print(f"\nlightmedseg demo: {e}", file=sys.stderr)
         return 130
-    except DemoError as e:
+    except (DemoError, CommandError) as e:
         print(f"lightmedseg demo: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -16,25 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from pathlib import Path
 
-ENV_VAR = "nnUNet_extTrainer"
-
-
-def trainers_folder() -> str:
-    """Absolute path of the folder that holds only the trainer modules."""
-    return str((Path(__file__).resolve().parents[1] / "trainers"))
+from ..utils.nnunet_env import ENV_VAR, ext_trainer_value, trainers_folder
 
 
-def ext_trainer_value(current: str | None = None) -> str:
-    """The value ``nnUNet_extTrainer`` should have: ``current`` with our folder appended if missing."""
-    folder = trainers_folder()
-    if not current:
-        return folder
-    parts = [p for p in current.split(os.pathsep) if p]
-    if any(os.path.abspath(p) == folder for p in parts):
-        return current
-    return current + os.pathsep + folder
+HELP = "print `export nnUNet_extTrainer=...` so nnU-Net finds the LightMedSeg trainers"
+DESCRIPTION = """\
+Print the shell line that makes nnU-Net (nnUNetv2_train/_predict) find the LightMedSeg trainers in this shell. Use:
+eval "$(lightmedseg env)". An existing nnUNet_extTrainer value is kept and the trainers folder appended. For every
+shell, job and container of this Python environment at once: lightmedseg install-trainers.
+"""
 
 
 def export_line(current: str | None = None) -> str:
@@ -50,11 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "env", help="print `export nnUNet_extTrainer=...` so nnU-Net finds the LightMedSeg trainers",
-        description="Print the shell line that makes nnU-Net (nnUNetv2_train/_predict) find the LightMedSeg "
-                    "trainers in this shell. Use: eval \"$(lightmedseg env)\". An existing nnUNet_extTrainer value is "
-                    "kept and the trainers folder appended. For every shell, job and container of this Python "
-                    "environment at once: lightmedseg install-trainers.")
+    p = subparsers.add_parser("env", help=HELP, description=DESCRIPTION)
     p.add_argument("--folder", action="store_true", help="print only the trainers folder")
     p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""``lightmedseg explain``: figures of LightMedSeg's internals for one case (see :mod:`nnunetv2_lightmedseg.explain`)."""
+"""``lightmedseg explain``: figures of LightMedSeg's internals for one case (see :mod:`nnunetv2_lightmedseg.deploy.explain`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,15 +8,18 @@ from pathlib import Path
 from .options import add_model
 
 
+HELP = "PNGs of anchors, LSPM maps, skip-router and decoder-path weights, and the prediction"
+DESCRIPTION = """\
+Run LightMedSeg's forward_with_intermediates on one case and write PNGs: the learned anchors on three orthogonal
+slices, the LSPM texture and gating maps, the per-voxel skip-router weights, the decoder's three-path blending
+weights and the prediction. With -d/-c/-f/-tr the trained model is loaded as nnUNetv2_predict does and the case is
+preprocessed like it; without -d an untrained LightMedSeg is used (demo of the figures), on -i or on a generated
+phantom.
+"""
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "explain", help="PNGs of anchors, LSPM maps, skip-router and decoder-path weights, and the prediction",
-        description="Run LightMedSeg's forward_with_intermediates on one case and write PNGs: the learned anchors "
-                    "on three orthogonal slices, the LSPM texture and gating maps, the per-voxel skip-router "
-                    "weights, the decoder's three-path blending weights and the prediction. With -d/-c/-f/-tr the "
-                    "trained model is loaded as nnUNetv2_predict does and the case is preprocessed like it; "
-                    "without -d an untrained LightMedSeg is used (demo of the figures), on -i or on a generated "
-                    "phantom.")
+    p = subparsers.add_parser("explain", help=HELP, description=DESCRIPTION)
     add_model(p, dataset_required=False)  # -d omitted: an untrained network (demo of the figures)
     p.add_argument("-i", dest="images", nargs="+", default=None,
                    help="the case's image file(s): CASE_0000.nii.gz (other channels CASE_0001... are found) or all "
@@ -31,7 +34,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy.loading import ModelLoadError, load_predictor
-    from ..explain import ExplainError, explain_trained, explain_untrained
+    from ..deploy.explain import ExplainError, explain_trained, explain_untrained
 
     try:
         if args.dataset is not None:

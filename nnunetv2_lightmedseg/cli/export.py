@@ -16,20 +16,23 @@ from pathlib import Path
 from .options import add_model, add_shape
 
 
+HELP = ("export a trained model to ONNX/TorchScript (dynamic batch and spatial sizes) + metadata "
+        "JSON; --benchmark times it against PyTorch")
+DESCRIPTION = """\
+Load a trained model as nnUNetv2_predict does (nnUNetPredictor), export its network with dynamic batch and spatial
+sizes, write <output>.json with what inference needs (patch size, spacing, normalisation, labels/regions,
+sigmoid/softmax, the network configuration, ...) and check parity: the exported model and PyTorch are run on the
+same random input at the export size and at another size; the command fails if the max abs difference exceeds
+--tolerance. With --benchmark the exported model and PyTorch are also timed on the CPU (interleaved, median of
+--repeats runs after one warm-up); --benchmark without -d does this for an untrained LightMedSeg(--in-channels,
+--num-classes) exported to a temporary ONNX file.
+"""
+
+
 def add_parser(subparsers) -> None:
     from ..deploy.export import DEFAULT_OPSET
 
-    p = subparsers.add_parser(
-        "export", help="export a trained model to ONNX/TorchScript (dynamic batch and spatial sizes) + metadata "
-                       "JSON; --benchmark times it against PyTorch",
-        description="Load a trained model as nnUNetv2_predict does (nnUNetPredictor), export its network with "
-                    "dynamic batch and spatial sizes, write <output>.json with what inference needs (patch size, "
-                    "spacing, normalisation, labels/regions, sigmoid/softmax, the network configuration, ...) and "
-                    "check parity: the exported model and PyTorch are run on the same random input at the export "
-                    "size and at another size; the command fails if the max abs difference exceeds --tolerance. "
-                    "With --benchmark the exported model and PyTorch are also timed on the CPU (interleaved, median "
-                    "of --repeats runs after one warm-up); --benchmark without -d does this for an untrained "
-                    "LightMedSeg(--in-channels, --num-classes) exported to a temporary ONNX file.")
+    p = subparsers.add_parser("export", help=HELP, description=DESCRIPTION)
     add_model(p, dataset_required=False)
     p.add_argument("-o", dest="output", type=Path, default=None,
                    help="output model file (model.onnx / model.pt); required with -d")

@@ -8,6 +8,18 @@ import argparse
 import sys
 
 
+HELP = ("register the LightMedSeg trainers with this environment's nnU-Net (permanent; "
+        "--uninstall undoes it)")
+DESCRIPTION = """\
+Writes one small module into nnU-Net's trainer folder of the active Python environment
+(nnunetv2/training/nnUNetTrainer/variants/nnunetv2_lightmedseg_trainers.py) so that nnUNetv2_train, nnUNetv2_predict
+and every other nnU-Net command find the LightMedSeg trainers by name in any shell, job or container of that
+environment, without nnUNet_extTrainer. The module imports the trainers by package name, so moving or reinstalling
+nnunetv2-lightmedseg needs nothing; after reinstalling nnunetv2, run it again. The per-shell alternative is eval
+"$(lightmedseg env)".
+"""
+
+
 def run(args: argparse.Namespace) -> int:
     from ..registration import RegistrationError, install, installed, uninstall
 
@@ -33,16 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "install-trainers", help="register the LightMedSeg trainers with this environment's nnU-Net (permanent; "
-                                 "--uninstall undoes it)",
-        description="Writes one small module into nnU-Net's trainer folder of the active Python environment "
-                    "(nnunetv2/training/nnUNetTrainer/variants/nnunetv2_lightmedseg_trainers.py) so that "
-                    "nnUNetv2_train, nnUNetv2_predict and every other nnU-Net command find the LightMedSeg trainers "
-                    "by name in any shell, job or container of that environment, without nnUNet_extTrainer. The "
-                    "module imports the trainers by package name, so moving or reinstalling nnunetv2-lightmedseg "
-                    "needs nothing; after reinstalling nnunetv2, run it again. The per-shell alternative is "
-                    "eval \"$(lightmedseg env)\".")
+    p = subparsers.add_parser("install-trainers", help=HELP, description=DESCRIPTION)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--uninstall", action="store_true",
                       help="remove the module (only a file this command wrote; run it before pip uninstall)")

@@ -19,6 +19,7 @@ import sys
 
 from ..benchmark.entries import VARIANTS, parse_variants
 from ..network.variants import ANCHORS_PREFIX, DEFAULT
+from ..utils.tables import table_lines
 from .options import add_shape, plain
 
 
@@ -90,9 +91,7 @@ def run(args: argparse.Namespace) -> int:
     rows.append(["(functional ops in forward)", "0", "0.0%", f"{comp['(other)'] / 2e9:.3f}"])
     rows.append(["total", f"{n_params:,}", "100.0%", f"{total_flops / 2e9:.3f}"])
     head = ["module", "params", "share", "GMACs"]
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    for i, r in enumerate([head, ["-" * w for w in widths]] + rows):
-        print("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
+    print("\n".join(table_lines(head, rows, align="<>")))
     print(f"\nparameters: {n_params:,} ({n_params / 1e6:.3f}M)")
     print(f"MACs: {total_flops / 2e9:.3f} G    FLOPs: {total_flops / 1e9:.3f} G  (FLOPs = 2 x MACs)")
     print(f"  {FLOP_CONVENTION}\n")

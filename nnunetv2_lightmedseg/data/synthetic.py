@@ -34,7 +34,6 @@ seed: case ``i`` draws from ``numpy.random.default_rng([seed, i])``, independent
 """
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +42,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-Shape = Tuple[int, int, int]
+from ..utils.names import dataset_folder_name
 
-#: nnU-Net needs a 3-digit id and a name without spaces: Dataset%03d_Name
-DATASET_FOLDER_RE = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9_\-]+)$")
+Shape = Tuple[int, int, int]
 
 DEFAULT_SHAPE: Shape = (32, 48, 40)  # z, y, x (numpy / SimpleITK array order)
 DEFAULT_SPACING: Tuple[float, float, float] = (1.5, 1.5, 1.5)  # mm, (x, y, z) as SimpleITK wants it
@@ -58,16 +56,6 @@ REGION_CHANNELS = {
     3: ("T1", "T1ce", "FLAIR"),
     4: ("T1", "T1ce", "T2", "FLAIR"),
 }
-
-
-def dataset_folder_name(dataset_id: int, name: str) -> str:
-    """``Dataset%03d_Name`` as nnU-Net requires it; raises ValueError for ids/names it cannot use."""
-    if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"nnU-Net dataset ids have three digits (1-999), got {dataset_id}")
-    folder = f"Dataset{int(dataset_id):03d}_{name}"
-    if not DATASET_FOLDER_RE.match(folder):
-        raise ValueError(f"dataset name {name!r} must consist of letters, digits, '_' and '-' only")
-    return folder
 
 
 # ----------------------------------------------------------------------------------------------- primitives

@@ -242,8 +242,8 @@ def benchmark_latency(network: nn.Module, runner: Optional[ExportedRunner], shap
                       threads: int = 2, repeats: int = 3, warmup: int = 1) -> Dict[str, float]:
     """Median CPU latency (seconds) of PyTorch (``threads`` intra-op threads, channels-last input, no_grad)
     and of the exported model (its runner is built with the same thread count), timed interleaved with the
-    benchmark package's :func:`~nnunetv2_lightmedseg.benchmark.measure.interleaved_timings`."""
-    from ..benchmark.measure import forward_callable, interleaved_timings
+    benchmark's :func:`~nnunetv2_lightmedseg.utils.timing.interleaved_timings`."""
+    from ..utils.timing import forward_callable, interleaved_timings
 
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)

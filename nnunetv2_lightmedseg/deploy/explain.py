@@ -6,8 +6,8 @@ to ONE patch of the plans' patch size, centred on the preprocessed volume (padde
 is smaller, as nnU-Net's sliding window pads). One patch, not a sliding window, because the maps are per
 forward pass: anchors, gates and routing weights of overlapping windows cannot be averaged meaningfully.
 Hippocampus-sized cases fit one patch entirely. Without a trained model (``-d`` omitted) a freshly initialised
-LightMedSeg is used on the given image (z-scored per channel, centre crop/pad to at most 128 per axis) or on a
-generated phantom: a demo of the figures, not of a model's judgement.
+LightMedSeg is used on the given image (z-scored per channel by nnU-Net's ``ZScoreNormalization``, centre
+crop/pad to at most 128 per axis) or on a generated phantom: a demo of the figures, not of a model's judgement.
 
 Geometry. Every map is shown on the grid the network computes on: the input padded at the far end to a
 multiple of 16 (``forward_with_intermediates`` grids). Half- and lower-resolution maps are upsampled by
@@ -22,15 +22,21 @@ centre of the grid when nothing is predicted. The same three slice indices are u
 from __future__ import annotations
 
 import json
-import re
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from .network import LightMedSeg
+from ..network import LightMedSeg
+from ..utils.figures import new_figure
+from ..utils.names import case_name
 
 AXES = ("d", "h", "w")
 PATH_NAMES = ("depthwise 3x3x3", "GhostConv 3x3x3", "pointwise 1x1x1")
@@ -45,32 +51,29 @@ class ExplainError(RuntimeError):
 # --------------------------------------------------------------------------------------------- input handling
 def channel_files(image_files: Sequence[str], num_channels: int, file_ending: str = ".nii.gz") -> List[str]:
     """The files of all channels of a case. Given only ``CASE_0000<ending>`` for a multi-channel model, the
-    siblings ``CASE_0001..`` (nnU-Net's naming) are used."""
+    siblings ``CASE_0001..`` are found as nnUNetv2_predict finds a case's channels
+    (``create_lists_from_splitted_dataset_folder``)."""
     files = [str(f) for f in image_files]
     for f in files:
         if not Path(f).is_file():
             raise ExplainError(f"image {f} not found")
     if len(files) == 1 and num_channels > 1:
-        m = re.match(r"(.*)_0000" + re.escape(file_ending) + "$", files[0])
-        if m is None:
+        from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
+
+        folder, first = os.path.split(files[0])
+        if not first.endswith("_0000" + file_ending):
             raise ExplainError(f"the model expects {num_channels} channels; pass all of them with -i, or name the "
                                f"first CASE_0000{file_ending} so the others (CASE_0001...) are found")
-        files = [f"{m.group(1)}_{c:04d}{file_ending}" for c in range(num_channels)]
-        missing = [f for f in files if not Path(f).is_file()]
+        case = case_name(first, file_ending, channel_suffix=True)
+        found = create_lists_from_splitted_dataset_folder(folder or os.curdir, file_ending, [case], num_processes=1)[0]
+        found = [f if folder else os.path.basename(f) for f in found]
+        files = [os.path.join(folder, f"{case}_{c:04d}{file_ending}") for c in range(num_channels)]
+        missing = [f for f in files if f not in found]
         if missing:
             raise ExplainError(f"the model expects {num_channels} channels but {', '.join(missing)} is missing")
     if len(files) != num_channels:
         raise ExplainError(f"the model expects {num_channels} input channel(s), got {len(files)} image file(s)")
     return files
-
-
-def case_name(image_file: str) -> str:
-    name = Path(image_file).name
-    for ending in (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif"):
-        if name.endswith(ending):
-            name = name[: -len(ending)]
-            break
-    return re.sub(r"_\d{4}$", "", name)
 
 
 def center_crop_or_pad(data: np.ndarray, size: Sequence[int]) -> Tuple[np.ndarray, List[int]]:
@@ -90,7 +93,7 @@ def center_crop_or_pad(data: np.ndarray, size: Sequence[int]) -> Tuple[np.ndarra
 
 def demo_volume(seed: int = 0, shape: Tuple[int, int, int] = (64, 64, 64)) -> np.ndarray:
     """A generated (1, *shape) phantom for ``explain`` without an image (the demo data of this package)."""
-    from .data.synthetic import label_case
+    from ..data.synthetic import label_case
     image, _ = label_case(np.random.default_rng(seed), shape)
     return image
 
@@ -163,10 +166,6 @@ class Renderer:
 
     def __init__(self, out_dir: Path, case: str, image: np.ndarray, spacing: Sequence[float], slices: Sequence[int],
                  padded: bool, source: str) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        self.plt = plt
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.case, self.image, self.spacing, self.slices = case, image, spacing, list(slices)
@@ -182,7 +181,6 @@ class Renderer:
     def _save(self, fig, name: str) -> Path:
         path = self.out / f"{self.case}_{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
-        self.plt.close(fig)
         return path
 
     def _image(self, ax, axis: int):
@@ -190,10 +188,10 @@ class Renderer:
                      vmin=self.vmin, vmax=self.vmax)
 
     def anchors(self, vox: np.ndarray) -> Path:
-        plt = self.plt
         n = len(vox)
-        colors = plt.get_cmap("tab20" if n > 10 else "tab10")(np.arange(n) % (20 if n > 10 else 10))
-        fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
+        colors = colormaps["tab20" if n > 10 else "tab10"](np.arange(n) % (20 if n > 10 else 10))
+        fig = new_figure(figsize=(15, 5.4), layout="constrained")
+        axes = fig.subplots(1, 3)
         for axis, ax in enumerate(axes):
             self._image(ax, axis)
             r, c = _plane_axes(axis)
@@ -202,7 +200,7 @@ class Renderer:
                 ax.annotate(str(i), (vox[i, c], vox[i, r]), xytext=(5, 4), textcoords="offset points",
                             color="white", fontsize=9, fontweight="bold", zorder=4)
             ax.set_title(_view_title(axis, self.slices[axis]))
-        handles = [plt.Line2D([], [], marker="o", ls="", color=colors[i],
+        handles = [Line2D([], [], marker="o", ls="", color=colors[i],
                               label=f"{i}: ({vox[i, 0]:.1f}, {vox[i, 1]:.1f}, {vox[i, 2]:.1f})") for i in range(n)]
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="anchor: voxel (d, h, w)",
                    fontsize=8)
@@ -210,9 +208,9 @@ class Renderer:
         return self._save(fig, "anchors")
 
     def lspm(self, texture: np.ndarray, gate: np.ndarray) -> Path:
-        plt = self.plt
         rows = [("image", None), ("LSPM texture map T (§3.3)", texture), ("LSPM gate (§3.3)", gate)]
-        fig, axes = plt.subplots(3, 3, figsize=(13, 12), layout="constrained")
+        fig = new_figure(figsize=(13, 12), layout="constrained")
+        axes = fig.subplots(3, 3)
         for row, (label, vol) in enumerate(rows):
             for axis in range(3):
                 ax = axes[row, axis]
@@ -226,52 +224,49 @@ class Renderer:
         self._suptitle(fig, "LSPM texture and gating maps (computed at 1/2 resolution, shown upsampled)")
         return self._save(fig, "lspm")
 
-    def skip_router(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
-        plt = self.plt
+    def _weight_maps(self, weights: Dict[int, np.ndarray], sources: Sequence[str], title, what: str, name: str,
+                     size: Tuple[float, float], with_image: bool = False) -> Path:
+        """One row per decoder stage, one panel per source (``weights[stage][source]``, on the plane orthogonal
+        to d), colour range shared by all panels; ``with_image`` adds the image as the first column."""
         stages = sorted(weights)
         axis = 0
-        fig, axes = plt.subplots(len(stages), 5, figsize=(20, 4.2 * len(stages)), squeeze=False, layout="constrained")
+        fig = new_figure(figsize=(size[0], size[1] * len(stages)), layout="constrained")
+        first = 1 if with_image else 0
+        axes = fig.subplots(len(stages), len(sources) + first, squeeze=False)
         lo, hi = _shared_range(weights.values())
         for row, k in enumerate(stages):
-            self._image(axes[row, 0], axis)
-            axes[row, 0].set_title(f"image, {_view_title(axis, self.slices[axis])}", fontsize=9)
-            for s in range(4):
-                ax = axes[row, s + 1]
+            if with_image:
+                self._image(axes[row, 0], axis)
+                axes[row, 0].set_title(f"image, {_view_title(axis, self.slices[axis])}", fontsize=9)
+            for s, source in enumerate(sources):
+                ax = axes[row, s + first]
                 im = _show(ax, _plane(weights[k][s], axis, self.slices[axis]), self.spacing, axis, cmap="viridis",
                            vmin=lo, vmax=hi)
-                ax.set_title(f"decoder stage {k} ({grid_fraction[k]} res.)\nweight of source {ROUTER_SOURCES[s]}",
-                             fontsize=9)
+                ax.set_title(title(k, source, _view_title(axis, self.slices[axis])), fontsize=9)
                 fig.colorbar(im, ax=ax, shrink=0.85)
-        self._suptitle(fig, "skip-router weights per voxel over encoder outputs E1-E4 (§3.5; softmax, sum to 1); "
-                            f"colour range shared by all panels [{lo:.2f}, {hi:.2f}]")
-        return self._save(fig, "skip_router")
+        self._suptitle(fig, f"{what}; colour range shared by all panels [{lo:.2f}, {hi:.2f}]")
+        return self._save(fig, name)
+
+    def skip_router(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
+        return self._weight_maps(
+            weights, ROUTER_SOURCES,
+            lambda k, source, view: f"decoder stage {k} ({grid_fraction[k]} res.)\nweight of source {source}",
+            "skip-router weights per voxel over encoder outputs E1-E4 (§3.5; softmax, sum to 1)", "skip_router",
+            (20, 4.2), with_image=True)
 
     def decoder_paths(self, weights: Dict[int, np.ndarray], grid_fraction: Dict[int, str]) -> Path:
-        plt = self.plt
-        stages = sorted(weights)
-        axis = 0
-        fig, axes = plt.subplots(len(stages), 3, figsize=(13, 3.9 * len(stages)), squeeze=False, layout="constrained")
-        lo, hi = _shared_range(weights.values())
-        for row, k in enumerate(stages):
-            for p in range(3):
-                ax = axes[row, p]
-                im = _show(ax, _plane(weights[k][p], axis, self.slices[axis]), self.spacing, axis, cmap="viridis",
-                           vmin=lo, vmax=hi)
-                ax.set_title(f"decoder stage {k} ({grid_fraction[k]} res.): {PATH_NAMES[p]}\n"
-                             f"{_view_title(axis, self.slices[axis])}", fontsize=9)
-                fig.colorbar(im, ax=ax, shrink=0.85)
-        self._suptitle(fig, "decoder three-path blending weights per voxel (§3.6; softmax over the three paths); "
-                            f"colour range shared by all panels [{lo:.2f}, {hi:.2f}]")
-        return self._save(fig, "decoder_paths")
+        return self._weight_maps(
+            weights, PATH_NAMES,
+            lambda k, source, view: f"decoder stage {k} ({grid_fraction[k]} res.): {source}\n{view}",
+            "decoder three-path blending weights per voxel (§3.6; softmax over the three paths)", "decoder_paths",
+            (13, 3.9))
 
     def prediction(self, seg: np.ndarray, label_names: Dict[int, str]) -> Path:
-        plt = self.plt
-        from matplotlib.colors import ListedColormap
-        from matplotlib.patches import Patch
         n = int(max(max(label_names) if label_names else 0, seg.max())) + 1
-        base = plt.get_cmap("tab10")(np.arange(10))
+        base = colormaps["tab10"](np.arange(10))
         cmap = ListedColormap(np.vstack([[0, 0, 0, 0], base[[3, 2, 0, 1, 4, 5, 6, 8, 9]]])[:max(n, 2)])
-        fig, axes = plt.subplots(2, 3, figsize=(15, 9.5), layout="constrained")
+        fig = new_figure(figsize=(15, 9.5), layout="constrained")
+        axes = fig.subplots(2, 3)
         for axis in range(3):
             self._image(axes[0, axis], axis)
             axes[0, axis].set_title(f"image, {_view_title(axis, self.slices[axis])}", fontsize=9)
@@ -331,7 +326,7 @@ def explain_patch(network: LightMedSeg, patch: np.ndarray, out_dir: Path, case: 
 
 def explain_trained(predictor, image_files: Sequence[str], out_dir: Path) -> Dict:
     """Preprocess a case as nnUNetv2_predict does and explain one centred patch (see the module docstring)."""
-    from .deploy.loading import find_lightmedseg
+    from .loading import find_lightmedseg
     network = find_lightmedseg(predictor.network)
     if network is None:
         raise ExplainError(f"the trained network is a {type(predictor.network).__name__}, not LightMedSeg: explain "
@@ -357,7 +352,8 @@ def explain_trained(predictor, image_files: Sequence[str], out_dir: Path) -> Dic
         names = {int(v): fg[i] if i < len(fg) else f"region {i}" for i, v in enumerate(lm.regions_class_order)}
     source = (f"{predictor.trainer_name} ({pm.plans_name}), preprocessed as nnUNetv2_predict; "
               f"centred patch {list(cm.patch_size)}")
-    return explain_patch(network, patch, out_dir, case_name(files[0]), cm.spacing, to_seg, names, source)
+    case = case_name(files[0], dj.get("file_ending"), channel_suffix=True)
+    return explain_patch(network, patch, out_dir, case, cm.spacing, to_seg, names, source)
 
 
 def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_classes: int = 3,
@@ -368,13 +364,14 @@ def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_c
         files = channel_files(image_files, len(image_files))
         data, props = SimpleITKIO().read_images(files)
         spacing = [float(s) for s in props["spacing"]]
-        case = case_name(files[0])
+        case = case_name(files[0], channel_suffix=True)
     else:
         data, spacing, case = demo_volume(seed), [1.0, 1.0, 1.0], "generated_phantom"
-    data = np.asarray(data, dtype=np.float32)
-    mean = data.reshape(data.shape[0], -1).mean(1)[:, None, None, None]
-    std = data.reshape(data.shape[0], -1).std(1)[:, None, None, None]
-    data = (data - mean) / np.maximum(std, 1e-8)  # nnU-Net's ZScoreNormalization, whole image
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import ZScoreNormalization
+
+    # per channel, over the whole image (ZScoreNormalization reads no intensity statistics)
+    zscore = ZScoreNormalization(use_mask_for_norm=False, intensityproperties={}, target_dtype=np.float32)
+    data = np.stack([zscore.run(np.array(c, dtype=np.float32)) for c in data])
     size = [min(max(16, s + (-s) % 16), MAX_DEMO_SIZE) for s in data.shape[1:]]
     patch, _ = center_crop_or_pad(data, size)
     torch.manual_seed(seed)
