@@ -17,8 +17,6 @@ try:
     HAVE_ONNX = True
 except ImportError:
     HAVE_ONNX = False
-needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: "
-                                                      "pip install nnunetv2-lightmedseg[export]")
 
 
 def test_parity_sizes_exercise_padding():
@@ -51,6 +49,44 @@ def test_export_network_dynamic_sizes(tmp_path, fmt, options):
     assert [r["input_shape"] for r in res] == [[1, 2, 32, 32, 48], [2, 2, 19, 37, 22]]
     for r in res:
         assert r["max_abs_diff"] < 1e-4, r
+
+
+def _input_layouts(net, x, trace=None):
+    """Whether the stem's input was channels_last_3d, per call: eager, or within ``trace(net, x)``."""
+    seen = []
+    hook = net.stem.primary.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    try:
+        with torch.no_grad():
+            net(x) if trace is None else trace(net, x)
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_cpu_layout_is_channels_last_except_in_onnx_export(tmp_path):
+    """The network runs in channels_last_3d on the CPU (oneDNN speed), also in a TorchScript trace; only the legacy
+    ONNX exporter, which cannot express that memory format, traces it in the default layout (no exporter-wide
+    symbolic override needed)."""
+    net = LightMedSeg(2, 2).eval()
+    x = torch.randn(1, 2, 16, 16, 16)  # (one channel would be contiguous in both layouts)
+    assert _input_layouts(net, x) == [True]
+    assert _input_layouts(net, x, lambda n, v: torch.jit.trace(n, v, check_trace=False)) == [True]
+    if HAVE_ONNX:
+        path = tmp_path / "m.onnx"
+        assert _input_layouts(net, x, lambda n, v: export_onnx(n, v, path)) == [False]
+        assert _input_layouts(net, x) == [True]  # and eager again after the export
+
+
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+def test_export_of_a_channels_last_network(tmp_path):
+    """The trainer converts the network's weights to channels_last_3d on the CPU; such a network exports as well."""
+    torch.manual_seed(0)
+    net = LightMedSeg(1, 2).eval().to(memory_format=torch.channels_last_3d)
+    path = tmp_path / "m.onnx"
+    export_onnx(net, torch.randn(1, 1, 32, 32, 32), path)
+    res = check_parity(net, ExportedRunner(path, "onnx"), 1, [(17, 33, 20)])
+    assert res[0]["max_abs_diff"] < 1e-4, res
 
 
 @pytest.mark.slow
