@@ -140,3 +140,63 @@ def test_export_cli_fails_on_tolerance_and_bad_folder(tmp_path, capsys):
     assert rc != 0 and "parity check failed" in capsys.readouterr().err
     rc = main(["export", "-d", str(TINY_ID), "-c", CONFIG, "-f", "3", "-tr", TRAINER, "-o", str(tmp_path / "m.pt")])
     assert rc != 0 and "checkpoint" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ --benchmark
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+def test_benchmark_latency_times_both_runtimes_and_restores_the_thread_count(tmp_path):
+    from nnunetv2_lightmedseg.deploy.export import benchmark_latency
+
+    torch.manual_seed(0)
+    net = LightMedSeg(1, 2).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(net, torch.randn(1, 1, 16, 16, 16), path)
+    threads = torch.get_num_threads()
+    res = benchmark_latency(net, ExportedRunner(path, "onnx", threads=1), (1, 1, 16, 16, 32), threads=1, repeats=1,
+                            warmup=0)
+    assert set(res) == {"pytorch_s", "exported_s"} and all(v > 0 for v in res.values())
+    assert set(benchmark_latency(net, None, (1, 1, 16, 16, 16), threads=1, repeats=1, warmup=0)) == {"pytorch_s"}
+    assert torch.get_num_threads() == threads
+
+
+def test_export_benchmark_cli_bad_arguments(capsys):
+    from nnunetv2_lightmedseg.cli.main import main
+
+    assert main(["export", "--benchmark", "--shape", "8", "32", "32"]) == 2
+    assert "at least 16 voxels" in capsys.readouterr().err
+    assert main(["export"]) == 2
+    assert "-d is required" in capsys.readouterr().err
+    assert main(["export", "--benchmark", "--in-channels", "0"]) == 2
+    assert "--in-channels and --num-classes must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # exports at 64^3 (on purpose: the timed size differs from the export size)
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+def test_export_benchmark_cli_untrained_network(tmp_path, capsys):
+    from nnunetv2_lightmedseg.cli.main import main
+
+    js = tmp_path / "bench.json"
+    assert main(["export", "--benchmark", "--shape", "32", "32", "48", "--in-channels", "1", "--num-classes", "2",
+                 "--repeats", "1", "--threads", "1", "--json", str(js)]) == 0
+    printed = capsys.readouterr().out
+    assert "LightMedSeg(1, 2) untrained, input (1, 1, 32, 32, 48), 1 threads, median of 1: PyTorch" in printed
+    out = json.loads(js.read_text())
+    assert out["shape"] == [1, 1, 32, 32, 48] and out["threads"] == 1 and out["repeats"] == 1
+    assert out["pytorch_ms"] > 0 and out["onnxruntime_ms"] > 0 and out["max_abs_diff"] < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+def test_export_benchmark_cli_trained_model(tmp_path, capsys):
+    from tiny_model import CONFIG, FOLD, TINY_ID, TRAINER, trained_model_results
+    from nnunetv2_lightmedseg.cli.main import main
+
+    trained_model_results()
+    out = tmp_path / "model.onnx"
+    assert main(["export", "-d", str(TINY_ID), "-c", CONFIG, "-f", str(FOLD), "-tr", TRAINER, "-o", str(out),
+                 "--benchmark", "--shape", "32", "32", "32", "--repeats", "1", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "CPU latency (1, 1, 32, 32, 32), 1 threads (median of 1): PyTorch" in printed and "onnxruntime" in printed
+    bench = json.loads(out.with_suffix(".json").read_text())["benchmark"]
+    assert bench["shape"] == [1, 1, 32, 32, 32] and bench["threads"] == 1 and bench["repeats"] == 1
+    assert bench["pytorch_s"] > 0 and bench["exported_s"] > 0
