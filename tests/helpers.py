@@ -127,6 +127,7 @@ def tiny_preprocessed_dataset() -> Path:
         import atexit
         import shutil
         import tempfile
+        from unittest import mock
 
         from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                            preprocess)
@@ -135,18 +136,10 @@ def tiny_preprocessed_dataset() -> Path:
         atexit.register(shutil.rmtree, base, True)
         write_blob_dataset(base / "raw", TINY_ID, "LMSBlobs", n_cases=5)  # 5: nnU-Net's 5-fold split
         paths = {k: v for k, v in nnunet_env(base).items() if k.startswith("nnUNet_")}
-        saved = {k: os.environ.get(k) for k in paths}
-        os.environ.update(paths)  # nnU-Net reads its folders from the environment when it needs them
-        try:
+        with mock.patch.dict(os.environ, paths):  # nnU-Net reads its folders from the environment when needed
             extract_fingerprints([TINY_ID], num_processes=1, check_dataset_integrity=False, verbose=False)
             plan_experiments([TINY_ID])
             preprocess([TINY_ID], configurations=("3d_fullres",), num_processes=(1,), verbose=False)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         _TINY["base"] = base
     return _TINY["base"]
 
