@@ -96,6 +96,16 @@ def planned_configuration(planned_patch_size: Sequence[int], planned_batch_size:
             "batch_size": int(planned_batch_size)}
 
 
+def resolved_configuration(plans: Dict, name: str = BASE_CONFIGURATION) -> Dict:
+    """Configuration ``name`` of ``plans`` with every entry it inherits (``inherits_from``, unusual for
+    3d_fullres) resolved by nnU-Net's PlansManager, as nnU-Net reads it."""
+    configuration = plans["configurations"][name]
+    if "inherits_from" not in configuration:
+        return dict(configuration)
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    return PlansManager(plans).get_configuration(name).configuration
+
+
 def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = VARIANTS,
                                base: str = BASE_CONFIGURATION) -> Dict[str, Dict]:
     """The configurations to add to ``plans`` (a loaded nnU-Net plans dict), by name."""
@@ -104,10 +114,7 @@ def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = VARIANTS,
         raise PlansOverrideError(
             f"The plans have no '{base}' configuration (found: {sorted(configs)}). LightMedSeg is a 3D network: "
             f"plan the dataset with `nnUNetv2_plan_and_preprocess -d ID -c {base}`.")
-    resolved = dict(configs[base])
-    if "inherits_from" in resolved:  # a 3d_fullres that itself inherits (unusual): resolve like nnU-Net does
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-        resolved = PlansManager(plans)._internal_resolve_configuration_inheritance(base)
+    resolved = resolved_configuration(plans, base)
     if len(resolved.get("patch_size", [])) != 3:
         raise PlansOverrideError(f"'{base}' has patch size {resolved.get('patch_size')}; expected a 3D patch.")
     out = {}
@@ -177,7 +184,7 @@ def write_plans_override(dataset: str, plans_identifier: str = "nnUNetPlans", va
                                  f"plans identifier you planned with via -p.")
     plans = read_plans(plans_file, dataset)
     new = lightmedseg_configurations(plans, variants)
-    data_identifier = plans["configurations"][BASE_CONFIGURATION].get("data_identifier")
+    data_identifier = resolved_configuration(plans).get("data_identifier")
     if data_identifier and not (folder / data_identifier).is_dir():
         raise PlansOverrideError(f"The '{BASE_CONFIGURATION}' data ({folder / data_identifier}) is not preprocessed; the "
                                  f"LightMedSeg configurations reuse it. Run `nnUNetv2_preprocess -d {dataset} -plans_name "

@@ -6,6 +6,7 @@ dataset (several channels, nnU-Net region labels with ``regions_class_order``).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -117,17 +118,28 @@ TINY_NAME = f"Dataset{TINY_ID}_LMSBlobs"
 
 
 def tiny_preprocessed_dataset() -> Path:
-    """A 5-case blob dataset planned and preprocessed (3d_fullres) by the real ``nnUNetv2_plan_and_preprocess``
-    in a subprocess, once per test process. Returns the base folder holding raw/, preprocessed/, results/."""
+    """A 5-case blob dataset planned and preprocessed (3d_fullres) once per test process by the functions that
+    ``nnUNetv2_plan_and_preprocess`` runs (nnU-Net's ``plan_and_preprocess_api``: fingerprint, ExperimentPlanner,
+    DefaultPreprocessor), called in this process: no nnU-Net command is started, which keeps the fast test tier
+    fast (the command itself runs in the end-to-end tests). Returns the base folder holding raw/, preprocessed/,
+    results/."""
     if "base" not in _TINY:
         import atexit
         import shutil
         import tempfile
+        from unittest import mock
+
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
+                                                                           preprocess)
 
         base = Path(tempfile.mkdtemp(prefix="lms_tiny_pp_"))
         atexit.register(shutil.rmtree, base, True)
         write_blob_dataset(base / "raw", TINY_ID, "LMSBlobs", n_cases=5)  # 5: nnU-Net's 5-fold split
-        plan_and_preprocess(nnunet_env(base), TINY_ID)
+        paths = {k: v for k, v in nnunet_env(base).items() if k.startswith("nnUNet_")}
+        with mock.patch.dict(os.environ, paths):  # nnU-Net reads its folders from the environment when needed
+            extract_fingerprints([TINY_ID], num_processes=1, check_dataset_integrity=False, verbose=False)
+            plan_experiments([TINY_ID])
+            preprocess([TINY_ID], configurations=("3d_fullres",), num_processes=(1,), verbose=False)
         _TINY["base"] = base
     return _TINY["base"]
 

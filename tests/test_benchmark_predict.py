@@ -69,13 +69,13 @@ def test_cases_from_folder_groups_channels_and_names_what_is_missing(tmp_path):
 
 
 def test_validation_cases_follow_splits_final(tmp_path, monkeypatch):
-    import nnunetv2.paths
-
     name = "Dataset987_Fake"
     _touch(tmp_path / "raw" / name / "imagesTr", *[f"c{i}_0000.nii.gz" for i in range(5)])
     (tmp_path / "pre" / name).mkdir(parents=True)
-    monkeypatch.setattr(nnunetv2.paths, "nnUNet_raw", str(tmp_path / "raw"))
-    monkeypatch.setattr(nnunetv2.paths, "nnUNet_preprocessed", str(tmp_path / "pre"))
+    # nnU-Net reads its folders from the environment when it needs them; replacing nnunetv2.paths' objects with
+    # strings would leak into every module that imports them while the patch is active
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
     with pytest.raises(ValueError, match="splits_final.json not found"):
         P.validation_cases(name, 0, ".nii.gz")
     splits = [{"train": ["c0", "c1", "c2"], "val": ["c4", "c3"]}, {"train": ["c3", "c4"], "val": ["c9"]}]

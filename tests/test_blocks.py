@@ -34,11 +34,33 @@ def test_ghost_conv_is_cheaper_than_dense_and_ghost_half_is_depthwise_of_primary
     assert g.cheap.groups == 16 and g.cheap.in_channels == g.cheap.out_channels == 16
 
 
-@pytest.mark.parametrize("kwargs", [dict(in_channels=0, out_channels=8), dict(in_channels=4, out_channels=7),
-                                    dict(in_channels=4, out_channels=6), dict(in_channels=4, out_channels=8, kernel_size=2)])
-def test_ghost_conv_rejects_bad_arguments(kwargs):
-    with pytest.raises(AssertionError, match="GhostConv3D|divisible|kernel"):
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(in_channels=0, out_channels=8), r"GhostConv3D: in_channels must be a positive integer, got 0"),
+    (dict(in_channels=4, out_channels=7), r"GhostConv3D: out_channels must be even .*got 7"),
+    (dict(in_channels=4, out_channels=6), r"GhostConv3D: out_channels must be divisible by norm_groups .*"
+                                          r"out_channels=6, norm_groups=4"),
+    (dict(in_channels=4, out_channels=8, kernel_size=2), r"GhostConv3D: kernel_size must be odd .*got 2"),
+    (dict(in_channels=4, out_channels=8, kernel_size=(1, 3, 4)), r"kernel_size must be odd .*got \(1, 3, 4\)"),
+])
+def test_ghost_conv_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
         GhostConv3D(**kwargs)
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: SqueezeExcite3D(0), "SqueezeExcite3D: channels must be a positive integer, got 0"),
+    (lambda: SqueezeExcite3D(8, reduction=0), "SqueezeExcite3D: reduction must be a positive integer, got 0"),
+    (lambda: TextureRoutedBlock(-1), "TextureRoutedBlock: channels must be a positive integer, got -1"),
+    (lambda: AdaptiveThreePath(0), "AdaptiveThreePath: channels must be a positive integer, got 0"),
+    (lambda: AnchorFiLM(0, 16), "AnchorFiLM: num_anchors must be a positive integer, got 0"),
+    (lambda: AnchorPositionBias(8, 2.5), "AnchorPositionBias: channels must be a positive integer, got 2.5"),
+    (lambda: GlobalAnchorDetector(0), "GlobalAnchorDetector: in_channels must be a positive integer, got 0"),
+    (lambda: GlobalAnchorDetector(1, num_anchors=True), "num_anchors must be a positive integer, got True"),
+])
+def test_blocks_reject_bad_sizes_with_a_value_error(build, match):
+    """ValueError, not assert: the checks must also hold under ``python -O``."""
+    with pytest.raises(ValueError, match=match):
+        build()
 
 
 def test_anchor_detector_budget_and_range():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +28,8 @@ import torch.multiprocessing as mp
 
 from nnunetv2_lightmedseg.network.variants import DEFAULT, NO_ANCHORS, NO_LSPM, NO_SKIP_ROUTER, STANDARD_CONV
 
+pytestmark = pytest.mark.slow  # two spawned processes, each importing torch and nnU-Net
+
 # the paper's network and the ablations that remove or replace modules (the anchor counts add none)
 CHECKED = (DEFAULT, STANDARD_CONV, NO_LSPM, NO_ANCHORS, NO_SKIP_ROUTER)
 VARIANTS = {v.name: dict(v.options) for v in CHECKED}
@@ -36,12 +37,6 @@ TRAINERS = [v.trainer for v in CHECKED]
 WORLD = 2
 STEPS = 3
 NUM_CLASSES = 3
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run_variant(rank: int, options: dict) -> dict:
@@ -73,10 +68,11 @@ def _run_variant(rank: int, options: dict) -> dict:
             "grads_missing": [n for n, p in net.named_parameters() if p.grad is None]}
 
 
-def _worker(rank: int, port: int, out_dir: str, ext_trainer: str) -> None:
+def _worker(rank: int, out_dir: str, ext_trainer: str) -> None:
     torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=timedelta(seconds=120))
+    # rendezvous through a file in the test's own folder: no TCP port to pick, so none another process can take
+    dist.init_process_group("gloo", init_method=Path(out_dir, "rendezvous").as_uri(), rank=rank, world_size=WORLD,
+                            timeout=timedelta(seconds=120))
     result: dict = {"variants": {}, "trainers": {}}
     try:
         for name, options in VARIANTS.items():
@@ -105,7 +101,7 @@ def ddp_results(tmp_path_factory):
         pytest.skip("torch.distributed with the gloo backend is not available in this PyTorch build")
     from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out), trainers_folder()), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(out), trainers_folder()), nprocs=WORLD, join=True)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 

@@ -233,17 +233,21 @@ def test_kill_mid_epoch_and_resume_with_c(label_run):
     fold = Path(env["nnUNet_results"]) / label_run["dataset"] / f"{E2E}__nnUNetPlans__3d_fullres" / "fold_0"
     cmd = [str(BIN / "nnUNetv2_train"), "990", "3d_fullres", "0", "-tr", E2E, "-device", "cpu"]
     log = workdir / "resume_first_run.log"
+    progress = workdir / "resume_progress.txt"  # the E2E trainer appends each finished iteration's epoch
+    progress.unlink(missing_ok=True)
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=dict(env, LMS_E2E_PROGRESS=str(progress)), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.time() + TIMEOUT
-            # wait until epoch 0 is checkpointed AND epoch 1 has started: then kill in the middle of epoch 1
+            # wait until epoch 0 is checkpointed AND an iteration of epoch 1 has finished (of 15): then kill, in the
+            # middle of epoch 1
             while time.time() < deadline and proc.poll() is None:
-                if (fold / "checkpoint_latest.pth").is_file() and "Epoch 1" in log.read_text():
+                if ((fold / "checkpoint_latest.pth").is_file() and progress.is_file()
+                        and "1" in progress.read_text().split()):
                     break
-                time.sleep(0.5)
+                time.sleep(0.1)
             assert proc.poll() is None, f"training ended before it could be killed:\n{log.read_text()[-3000:]}"
-            time.sleep(1.0)  # a few iterations into epoch 1
             os.killpg(proc.pid, signal.SIGKILL)
         finally:
             if proc.poll() is None:

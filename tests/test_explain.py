@@ -68,6 +68,7 @@ def test_channel_files_finds_the_other_channels_as_nnunet_does(tmp_path, monkeyp
         channel_files([str(tmp_path / "case_0001.nii.gz")], 2)
 
 
+@pytest.mark.slow  # the generated phantom is 64^3
 def test_explain_demo_generated(tmp_path):
     from nnunetv2_lightmedseg.cli.main import main
     rc = main(["explain", "-o", str(tmp_path), "--num-classes", "3"])

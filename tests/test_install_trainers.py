@@ -35,6 +35,35 @@ def run(args, env):
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
 
 
+def test_install_check_uninstall_in_process(tmp_path, monkeypatch):
+    """The registration logic without new processes (the slow tests below run it through nnU-Net's lookup):
+    install writes the module, is idempotent, and uninstall removes it; a foreign file is never touched; the
+    module answers exactly the package's trainer names, as the package's own classes."""
+    import importlib.util
+
+    from nnunetv2_lightmedseg import registration as reg
+    from nnunetv2_lightmedseg.training import ALL_TRAINERS
+
+    shim = tmp_path / reg.SHIM_NAME
+    monkeypatch.setattr(reg, "shim_path", lambda: shim)
+    assert reg.installed() is None and reg.uninstall() is None
+    assert reg.install() == shim and reg.installed() == shim and reg.install() == shim
+    spec = importlib.util.spec_from_file_location("lms_shim", shim)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert all(getattr(module, name) is cls for name, cls in ALL_TRAINERS.items())
+    for name in ("nnUNetTrainer_5epochs", "nnUNetTrainer_LightMedSeg_Nope", "something_else"):
+        with pytest.raises(AttributeError):
+            getattr(module, name)
+    assert reg.uninstall() == shim and not shim.exists() and reg.installed() is None
+    shim.write_text("# somebody else's module\n")
+    for action in (reg.install, reg.uninstall):
+        with pytest.raises(reg.RegistrationError, match="not written by `lightmedseg install-trainers`"):
+            action()
+    assert shim.read_text() == "# somebody else's module\n" and reg.installed() is None
+
+
+@pytest.mark.slow
 def test_install_check_uninstall(nnunet_copy):
     env, shim = nnunet_copy
     lms = str(BIN / "lightmedseg")
@@ -57,6 +86,7 @@ def test_install_check_uninstall(nnunet_copy):
     assert run([sys.executable, "-c", FIND], env).returncode != 0
 
 
+@pytest.mark.slow
 def test_foreign_file_is_left_alone(nnunet_copy):
     env, shim = nnunet_copy
     shim.write_text("# somebody else's module\n")
@@ -69,6 +99,7 @@ def test_foreign_file_is_left_alone(nnunet_copy):
         shim.unlink()
 
 
+@pytest.mark.slow
 def test_uninstalled_plugin_does_not_break_nnunet(nnunet_copy, tmp_path):
     """The registration module of a plugin that was uninstalled answers no names; stock lookups still work."""
     env, shim = nnunet_copy

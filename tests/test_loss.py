@@ -190,3 +190,46 @@ def test_bad_inputs_have_clear_errors():
         BoundaryCompoundLoss(has_regions=True)(x, torch.zeros(1, 2, 8, 8, 8))
     with pytest.raises(ValueError, match="use_ignore_label"):
         BoundaryCompoundLoss(has_regions=True, ignore_label=2)
+
+
+@pytest.mark.parametrize("batch_dice", [False, True])
+@pytest.mark.parametrize("kind", ["label", "label_ignore", "region", "region_ignore"])
+def test_dice_term_with_unit_weights_is_nnunets_memory_efficient_soft_dice(kind, batch_dice):
+    """With every class weight 1 (clamp [1, 1]) the Dice term is nnU-Net's own soft Dice, as nnU-Net's
+    DC_and_CE_loss / DC_and_BCE_loss call it (softmax without background / sigmoid on every region, smooth 1e-5,
+    ignore label as loss mask), reported as 1 + its (negative) value."""
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    from nnunetv2.utilities.helpers import softmax_helper_dim1
+
+    t = _labels()
+    logits = torch.randn(2, 3 if kind.startswith("label") else 2, 16, 16, 16,
+                         generator=torch.Generator().manual_seed(1))
+    mask = None
+    if kind == "label_ignore":
+        target = t.clone()
+        target[:, :, :3] = 3  # label 3 = ignore
+        mask = target != 3
+        ours = BoundaryCompoundLoss(ignore_label=3, batch_dice=batch_dice, min_class_weight=1, max_class_weight=1)
+    elif kind == "label":
+        target = t
+        ours = BoundaryCompoundLoss(batch_dice=batch_dice, min_class_weight=1, max_class_weight=1)
+    else:
+        target = torch.cat([t > 0, t == 1], 1).float()
+        if kind == "region_ignore":
+            ignore = torch.zeros_like(target[:, :1])
+            ignore[:, :, :3] = 1
+            mask = ignore == 0
+            target = torch.cat([target, ignore], 1)
+        ours = BoundaryCompoundLoss(has_regions=True, use_ignore_label=mask is not None, batch_dice=batch_dice,
+                                    min_class_weight=1, max_class_weight=1)
+    terms = ours.terms(logits, target)
+    assert torch.equal(terms["class_weights"], torch.ones_like(terms["class_weights"]))
+    if kind.startswith("label"):
+        nnunet = MemoryEfficientSoftDiceLoss(apply_nonlin=softmax_helper_dim1, batch_dice=batch_dice, do_bg=False,
+                                             smooth=1e-5, ddp=False)
+        reference = nnunet(logits, torch.where(mask, target, 0) if mask is not None else target, loss_mask=mask)
+    else:
+        nnunet = MemoryEfficientSoftDiceLoss(apply_nonlin=torch.sigmoid, batch_dice=batch_dice, do_bg=True,
+                                             smooth=1e-5, ddp=False)
+        reference = nnunet(logits, target[:, :2], loss_mask=mask)
+    assert float(terms["dice"]) == pytest.approx(1 + float(reference), abs=1e-6)

@@ -50,6 +50,7 @@ def test_anchor_detector_has_the_papers_8640_parameters():
     assert LightMedSeg(4, 4).parameter_breakdown()["anchor_detector"] == 8640
 
 
+@pytest.mark.slow
 def test_flops_match_the_paper_at_4x128():
     from torch.utils.flop_counter import FlopCounterMode
     m = LightMedSeg(4, 4).eval()
@@ -69,6 +70,7 @@ def test_output_has_the_input_spatial_size(shape, classes):
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.slow
 def test_full_paper_size_input():
     m = LightMedSeg(4, 4).eval()
     with torch.no_grad():
@@ -202,6 +204,7 @@ def test_torch_jit_trace_matches_eager():
         torch.testing.assert_close(traced(x), m(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torch_export_with_dynamic_spatial_size():
     m = LightMedSeg(1, 2).eval()
     x = torch.randn(2, 1, 32, 32, 32)  # batch 2: torch.export specialises sizes 0/1

@@ -23,8 +23,9 @@ def nparams(m):
 
 
 def flops(m, shape):
+    """FLOPs of one forward, counted on the meta device (no arithmetic: the paper's 128^3 costs nothing)."""
     with FlopCounterMode(display=False) as fc, torch.no_grad():
-        m.eval()(torch.zeros(shape))
+        m.to("meta").eval()(torch.zeros(shape, device="meta"))
     return fc.get_total_flops()
 
 
@@ -37,9 +38,9 @@ def test_default_network_is_unchanged_by_the_options():
 
 
 def test_full_resolution_decoder_costs_what_its_docstring_says():
-    shape = (1, 4, 64, 64, 64)  # every op is a convolution or elementwise: FLOPs scale with the voxel count
-    ratio = flops(LightMedSeg(4, 4, full_resolution_decoder=True), shape) / flops(LightMedSeg(4, 4), shape)
-    assert ratio == pytest.approx(20.751 / 15.078, rel=0.01)
+    shape = (1, 4, 128, 128, 128)
+    full, default = flops(LightMedSeg(4, 4, full_resolution_decoder=True), shape), flops(LightMedSeg(4, 4), shape)
+    assert full == pytest.approx(20.751e9, rel=1e-4) and default == pytest.approx(15.078e9, rel=1e-4)
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
@@ -110,14 +111,60 @@ def test_invalid_options_raise_value_error(kwargs, match):
         LightMedSeg(1, 2, deep_supervision="yes")
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(num_anchors=16, conv_type="standard", lspm_hidden=16), *OPTIONS.values()])
-def test_config_rebuilds_the_same_model(kwargs):
-    torch.manual_seed(0)
-    m = LightMedSeg(1, 3, **kwargs)
-    rebuilt = LightMedSeg(1, 3, **m.config)
+# one non-default value per constructor argument; each changes the architecture or the output on its own
+NON_DEFAULT = {
+    "input_channels": 2, "num_classes": 4, "conv_type": "standard", "num_anchors": 4, "use_lspm": False,
+    "use_anchors": False, "use_skip_router": False, "encoder_widths": (8, 16, 24, 32), "stem_channels": 16,
+    "router_channels": 32, "se_reduction": 4, "lspm_hidden": 16, "texture_norm": "median",
+    "full_resolution_decoder": True, "deep_supervision": True,
+    "strides": ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2)),
+    "kernel_sizes": ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+}
+
+
+def _rebuilt_and_outputs(m):
+    """``m`` rebuilt from its channel counts and ``config`` (what checkpoints and export metadata store), with
+    m's weights loaded strictly, and both models' outputs on the same input."""
+    rebuilt = LightMedSeg(m.input_channels, m.num_classes, **m.config)
     assert rebuilt.config == m.config
-    rebuilt.load_state_dict(m.state_dict(), strict=True)  # same keys and shapes
-    assert nparams(rebuilt) == nparams(m)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in m.state_dict().items()}
+    rebuilt.load_state_dict(m.state_dict(), strict=True)
+    x = torch.randn(1, m.input_channels, 16, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return m.eval()(x), rebuilt.eval()(x)
+
+
+def test_every_constructor_argument_has_a_non_default_case():
+    import inspect
+    params = inspect.signature(LightMedSeg.__init__).parameters
+    assert set(NON_DEFAULT) == set(params) - {"self"}
+    assert set(LightMedSeg(1, 2).config) == set(params) - {"self", "input_channels", "num_classes"}
+
+
+@pytest.mark.parametrize("name", list(NON_DEFAULT))
+def test_config_rebuilds_a_non_default_model(name):
+    """A config that missed an argument (lspm_hidden once) would rebuild the default there: different keys,
+    shapes or outputs. Each argument alone must therefore change the model, and the rebuild must match it."""
+    torch.manual_seed(0)
+    m = LightMedSeg(**{"input_channels": 1, "num_classes": 3, name: NON_DEFAULT[name]})
+    torch.manual_seed(0)
+    default = LightMedSeg(1, 3)
+    if {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}:
+        x = torch.randn(1, 1, 16, 32, 32)  # same weights (e.g. texture_norm): the output must differ
+        with torch.no_grad():
+            assert not torch.allclose(m.eval()(x), default.eval()(x)), name
+    a, b = _rebuilt_and_outputs(m)
+    for ya, yb in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+        torch.testing.assert_close(ya, yb, rtol=0, atol=0)
+
+
+def test_config_rebuilds_a_model_with_every_argument_non_default():
+    torch.manual_seed(0)
+    m = LightMedSeg(**dict(NON_DEFAULT, use_lspm=True, use_anchors=True, use_skip_router=True))
+    a, b = _rebuilt_and_outputs(m)
+    assert isinstance(a, list) and len(a) == len(b) == 3
+    for ya, yb in zip(a, b):
+        torch.testing.assert_close(ya, yb, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))

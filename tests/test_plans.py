@@ -176,3 +176,34 @@ def test_corrupt_plans_file_names_the_file_and_the_fix(preprocessed_copy):
     p = subprocess.run([str(BIN / "lightmedseg"), "plans", "-d", "990"], capture_output=True, text=True,
                        env=dict(os.environ, nnUNet_preprocessed=str(root)), timeout=120)
     assert p.returncode == 1 and "is not valid JSON" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_cli_when_3d_fullres_itself_inherits(preprocessed_copy, monkeypatch, capsys):
+    """Plans whose 3d_fullres inherits from another configuration (as nnU-Net allows for any configuration):
+    the LightMedSeg configurations are derived from 3d_fullres as nnU-Net resolves it."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunetv2_lightmedseg.cli.main import main
+
+    root, ds = preprocessed_copy
+    plans_file = ds / "nnUNetPlans.json"
+    plans = json.loads(plans_file.read_text())
+    full = plans["configurations"]["3d_fullres"]
+    # everything in a parent; 3d_fullres keeps only its own batch size and a patch that is no multiple of 16
+    plans["configurations"] = {"3d_base": dict(full, batch_size=5),
+                               "3d_fullres": {"inherits_from": "3d_base", "patch_size": [24, 40, 36], "batch_size": 3}}
+    plans_file.write_text(json.dumps(plans))
+    monkeypatch.setenv("nnUNet_preprocessed", str(root))
+    assert main(["plans", "-d", "990"]) == 0, capsys.readouterr().err
+    pm = PlansManager(json.loads(plans_file.read_text()))
+    base = pm.get_configuration("3d_fullres")
+    planned, paper = pm.get_configuration(PLANNED_CONFIGURATION), pm.get_configuration(PAPER_CONFIGURATION)
+    assert base.patch_size == [24, 40, 36] and base.batch_size == 3
+    assert planned.patch_size == [32, 48, 48] and planned.batch_size == 3
+    assert paper.patch_size == [128, 128, 128] and paper.batch_size == 8
+    for c in (planned, paper):
+        assert c.data_identifier == full["data_identifier"] and c.spacing == full["spacing"]
+    # the inherited data identifier is checked too: without its data the command says what to run
+    shutil.rmtree(ds / full["data_identifier"])
+    assert main(["plans", "-d", "990"]) == 1
+    assert "is not preprocessed" in capsys.readouterr().err

@@ -13,8 +13,9 @@ from nnunetv2_lightmedseg.network.variants import STANDARD_CONV
 
 def test_profile_prints_per_module_table_and_writes_json(tmp_path, capsys):
     js = tmp_path / "card.json"
+    # --no-memory: the peak-memory subprocesses are measured in test_benchmark's slow test
     assert cli(["profile", "--in-channels", "1", "--num-classes", "3", "--shape", "32", "32", "32", "--runs", "1",
-                "--threads", "1", "--vs-nnunet", "--json", str(js)]) == 0
+                "--threads", "1", "--vs-nnunet", "--no-memory", "--json", str(js)]) == 0
     out = capsys.readouterr().out
     net = LightMedSeg(1, 3)
     breakdown = net.parameter_breakdown()
@@ -26,16 +27,22 @@ def test_profile_prints_per_module_table_and_writes_json(tmp_path, capsys):
     assert mc["params"] == sum(breakdown.values()) == count_parameters(net)
     assert mc["params_per_module"] == breakdown
     assert mc["macs"] == count_macs(net, (1, 1, 32, 32, 32)) and mc["flops"] == 2 * mc["macs"]
-    # per-module MACs add up to the total (the remainder is what no module's forward executed)
-    assert sum(mc["macs_per_module"].values()) == mc["macs"]
-    assert mc["macs_per_module"]["lspm"] > 0 and mc["macs_per_module"]["encoder_stage1"] > 0
+    # per-module MACs are each module's own cost: counted alone on the input it sees inside the network (stem
+    # and anchor detector: the 32^3 image; LSPM and head: the stem's 8 x 16^3 grid; bottleneck: 128 x 2^3)
+    per = mc["macs_per_module"]
+    assert per["stem"] == count_macs(net.stem, (1, 1, 32, 32, 32))
+    assert per["anchor_detector"] == count_macs(net.anchor_detector, (1, 1, 32, 32, 32))
+    assert per["lspm"] == count_macs(net.lspm, (1, 8, 16, 16, 16))
+    assert per["head"] == count_macs(net.head, (1, 8, 16, 16, 16))
+    assert per["bottleneck"] == count_macs(net.bottleneck, (1, 128, 2, 2, 2))
+    assert all(per[f"encoder_stage{i}"] > 0 and per[f"decoder_stage{i}"] > 0 for i in range(1, 5))
+    assert 0 <= per["(other)"] <= 0.01 * mc["macs"]  # functional ops in forward (pooling, resampling)
     rows = {r["name"]: r for r in card["rows"]}
     assert set(rows) == {"nnunet", "lightmedseg"}
     assert rows["nnunet"]["params"] == count_parameters(stock_network_for_shape(1, 3, (32, 32, 32)))
     for r in rows.values():
-        assert r["latency_s"] > 0 and r["peak_mem_mb"] > 0 and r["threads"] == 1
-    assert rows["lightmedseg"]["latency_speedup_vs_stock"] == pytest.approx(
-        rows["nnunet"]["latency_s"] / rows["lightmedseg"]["latency_s"])
+        assert r["latency_s"] > 0 and r["peak_mem_mb"] is None and r["threads"] == 1
+    assert rows["lightmedseg"]["latency_speedup_vs_stock"] > 0  # its definition: test_benchmark's add_ratios test
 
 
 def test_profile_variant_any_shape_without_stock(tmp_path):

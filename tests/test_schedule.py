@@ -285,14 +285,22 @@ def test_too_small_input_names_the_axis_and_its_minimum(shape, axis, minimum):
         net(torch.randn(shape))
 
 
-def test_anisotropic_torch_jit_trace_and_export():
+def _anisotropic_net_and_input():
     strides, kernels = SCHEDULES["z_late"]
     torch.manual_seed(0)
-    net = LightMedSeg(1, 2, strides=strides, kernel_sizes=kernels, **SMALL).eval()
-    x = torch.randn(2, 1, 8, 32, 32)
+    return LightMedSeg(1, 2, strides=strides, kernel_sizes=kernels, **SMALL).eval(), torch.randn(2, 1, 8, 32, 32)
+
+
+def test_anisotropic_torch_jit_trace():
+    net, x = _anisotropic_net_and_input()
     with torch.no_grad():
         traced = torch.jit.trace(net, x)
         torch.testing.assert_close(traced(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_anisotropic_torch_export():
+    net, x = _anisotropic_net_and_input()
     dims = {2: torch.export.Dim("d", min=1, max=32) * 4, 3: torch.export.Dim("h", min=1, max=16) * 16,
             4: torch.export.Dim("w", min=1, max=16) * 16}
     ep = torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim("b", min=1, max=8), **dims},))

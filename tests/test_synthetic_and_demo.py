@@ -3,7 +3,6 @@ is in test_end_to_end.py)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +69,17 @@ def test_thick_slice_case_changes_from_slice_to_slice_like_a_short_axis_stack():
     assert means[3] > means[1] > means[2] > means[0]
 
 
-def test_written_datasets_pass_nnunet_integrity_check(tmp_path):
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A label, a 3-channel region and a thick-slice dataset written by the generators (raw layout)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    return (write_label_dataset(root, dataset_id=990, num_train=5, num_test=2),
+            write_region_dataset(root, dataset_id=991, num_channels=3, num_train=5, num_test=2),
+            write_thick_slice_dataset(root, dataset_id=992, num_train=5, num_test=1))
 
-    start = time.perf_counter()
-    label = write_label_dataset(tmp_path, dataset_id=990, num_train=5, num_test=2)
-    region = write_region_dataset(tmp_path, dataset_id=991, num_channels=3, num_train=5, num_test=2)
-    assert time.perf_counter() - start < 60
+
+def test_written_datasets_have_the_documented_layout(written, tmp_path):
+    label, region, thick = written
     dj = json.loads((region / "dataset.json").read_text())
     assert dj["labels"] == {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3],
                             "enhancing tumor": [3]}
@@ -84,16 +87,21 @@ def test_written_datasets_pass_nnunet_integrity_check(tmp_path):
     assert dj["channel_names"] == {"0": "T1", "1": "T1ce", "2": "FLAIR"} and dj["file_ending"] == ".nii.gz"
     assert len(list((region / "imagesTr").glob("*.nii.gz"))) == 15
     assert sorted(p.name for p in (label / "labelsTs").iterdir()) == ["synth_005.nii.gz", "synth_006.nii.gz"]
-    thick = write_thick_slice_dataset(tmp_path, dataset_id=992, num_train=5, num_test=1)
     assert json.loads((thick / "dataset.json").read_text())["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
     import SimpleITK as sitk
     assert sitk.ReadImage(str(thick / "imagesTr" / "cine_000_0000.nii.gz")).GetSpacing() == (1.25, 1.25, 8.0)
-    for folder in (label, region, thick):
-        verify_dataset_integrity(str(folder), num_processes=1)  # nnU-Net's own check (raises on problems)
     # deterministic: the same seed writes the same case
     again = write_label_dataset(tmp_path / "again", dataset_id=990, num_train=5, num_test=0)
     assert np.array_equal(_read(label / "imagesTr" / "synth_003_0000.nii.gz"),
                           _read(again / "imagesTr" / "synth_003_0000.nii.gz"))
+
+
+@pytest.mark.slow
+def test_written_datasets_pass_nnunet_integrity_check(written):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    for folder in written:
+        verify_dataset_integrity(str(folder), num_processes=1)  # nnU-Net's own check (raises on problems)
 
 
 def test_dataset_arguments_are_checked(tmp_path):

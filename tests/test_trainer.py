@@ -174,7 +174,8 @@ def test_initialized_trainer_optimizer_loss_memory_format_and_one_step(tiny, nnu
     out = t.train_step(batch)
     assert math.isfinite(float(out["loss"]))
     assert t.lr_scheduler.iteration == 1
-    t.set_deep_supervision_enabled(True)  # no-op, must not fail
+    t.set_deep_supervision_enabled(True)  # as nnU-Net calls it after validation: no auxiliary heads, one output
+    assert t.network.deep_supervision is False
 
 
 def test_deep_supervision_variant_trains_on_nnunet_targets_and_predicts_one_output(tiny, nnunet_paths):
@@ -247,6 +248,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_nnunet_finds_trainer_via_ext_trainer_in_subprocess_and_spawned_worker(tmp_path):
     """The class nnU-Net finds by name is the package's own class, in a fresh process and in a spawned worker."""
     script = tmp_path / "discover.py"
@@ -260,6 +262,7 @@ def test_nnunet_finds_trainer_via_ext_trainer_in_subprocess_and_spawned_worker(t
         assert f"SPAWN ('nnunetv2_lightmedseg.training.{module}', '{name}', True)" in p.stdout
 
 
+@pytest.mark.slow
 def test_missing_ext_trainer_error_names_the_variable():
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
     code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"

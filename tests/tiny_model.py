@@ -1,7 +1,7 @@
 """A tiny nnU-Net "trained model" for the export and explain tests (built once per test process).
 
-Reuses :func:`helpers.tiny_preprocessed_dataset` (4-case blob dataset, planned and preprocessed by the real
-``nnUNetv2_plan_and_preprocess``), then does what ``nnUNetv2_train`` does before its first epoch:
+Reuses :func:`helpers.tiny_preprocessed_dataset` (5-case blob dataset, planned and preprocessed by nnU-Net's own
+planning API), then does what ``nnUNetv2_train`` does before its first epoch:
 ``get_trainer_from_args`` (trainer re-found by name through ``nnUNet_extTrainer``), ``initialize()``, the
 plans.json/dataset.json copies of ``on_train_start``, and a checkpoint written by the trainer's own
 ``save_checkpoint`` (weights as initialised). Export and explain depend on the checkpoint format and the

@@ -15,9 +15,9 @@ with dynamic shapes (``Dim.AUTO`` on batch and spatial axes, onnxscript 0.7.2, t
 in its symbolic-shape solver on the padded size after the pooling chain ("The inequality
 Eq(-((x/2)//2) + 4*((x/2)//8), 0) cannot be solved"), and it needs ``onnxscript``, which this project does not
 depend on. So we use the legacy TorchScript-based exporter with ``dynamic_axes`` and check its result at two
-sizes. The legacy exporter cannot express ``Tensor.contiguous(memory_format=channels_last_3d)`` (the network
-switches to channels-last on CPU for oneDNN speed); a memory format is a storage layout, not a value, and ONNX
-tensors have no layout, so we export it as the identity (:func:`_register_contiguous_as_identity`).
+sizes. The legacy exporter cannot express ``Tensor.contiguous(memory_format=channels_last_3d)``; the network,
+which switches to channels-last on CPU for oneDNN speed, leaves that out while this exporter traces it (a memory
+format is a storage layout, not a value, and ONNX tensors have no layout), so no exporter override is needed.
 
 TorchScript. ``torch.jit.trace`` of the wrapper records shape arithmetic too, so the traced module is dynamic
 in the same way (``torch.jit.script`` cannot compile the network's list comprehensions/dict outputs). The
@@ -85,11 +85,6 @@ def export_divisor(network: nn.Module) -> Tuple[int, int, int]:
     return tuple(int(k) for k in lms.divisor) if lms is not None else (1, 1, 1)
 
 
-def _register_contiguous_as_identity(opset: int) -> None:
-    from torch.onnx import register_custom_op_symbolic
-    register_custom_op_symbolic("aten::contiguous", lambda g, self, memory_format: self, opset)
-
-
 def export_onnx(network: nn.Module, example: torch.Tensor, path: Path, opset: int = DEFAULT_OPSET) -> None:
     """Export ``network`` (eval mode) to ONNX with dynamic batch and spatial axes (legacy exporter)."""
     require_onnx()
@@ -99,7 +94,6 @@ def export_onnx(network: nn.Module, example: torch.Tensor, path: Path, opset: in
     with torch.no_grad(), warnings.catch_warnings():
         # TracerWarnings about the network's Python-side shape checks are expected (see module docstring)
         warnings.simplefilter("ignore")
-        _register_contiguous_as_identity(opset)
         torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})

@@ -12,9 +12,13 @@ cosine; 2 epochs, 2 validation iterations) with two changes, both for the end-to
   2-epoch run never writes one and ``--c`` would fall back to ``checkpoint_best.pth``. The kill-and-resume test
   needs the checkpoint a resumed long training relies on.
 
+With ``LMS_E2E_PROGRESS`` set to a file, every finished training iteration appends its epoch to it: the
+kill-and-resume test waits for an iteration of epoch 1 there instead of sleeping.
+
 It lives in the tests (not the package) because users never need it; nnU-Net finds it through a second
 ``nnUNet_extTrainer`` folder, the way ``lightmedseg env`` appends ours to an existing value.
 """
+import os
 import random
 
 import numpy as np
@@ -26,6 +30,14 @@ from nnunetv2_lightmedseg.training import nnUNetTrainer_LightMedSeg_Smoke
 class nnUNetTrainer_LightMedSeg_E2E(nnUNetTrainer_LightMedSeg_Smoke):
     training_options = dict(nnUNetTrainer_LightMedSeg_Smoke.training_options, num_iterations_per_epoch=15,
                             initial_lr=1e-2, save_every=1)
+
+    def train_step(self, batch: dict) -> dict:
+        out = super().train_step(batch)
+        progress = os.environ.get("LMS_E2E_PROGRESS")
+        if progress:
+            with open(progress, "a") as f:
+                f.write(f"{self.current_epoch}\n")
+        return out
 
 
 class nnUNetTrainer_LightMedSeg_E2E3x20(nnUNetTrainer_LightMedSeg_E2E):

@@ -22,14 +22,15 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_positive_ints
+
 
 class GlobalAnchorDetector(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int = 8, width: int = 8, hidden: int = 128,
                  num_layers: int = 3, strides: Optional[Sequence[Sequence[int]]] = None,
                  kernel_sizes: Optional[Sequence[Sequence[int]]] = None) -> None:
         super().__init__()
-        assert in_channels > 0, f"in_channels must be positive, got {in_channels}"
-        assert num_anchors > 0, f"num_anchors must be positive, got {num_anchors}"
+        check_positive_ints("GlobalAnchorDetector", in_channels=in_channels, num_anchors=num_anchors)
         strides = [2] * num_layers if strides is None else [tuple(int(v) for v in s) for s in strides]
         kernel_sizes = [3] * num_layers if kernel_sizes is None else [tuple(int(v) for v in k) for k in kernel_sizes]
         if len(strides) != num_layers or len(kernel_sizes) != num_layers:

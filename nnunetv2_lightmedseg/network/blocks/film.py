@@ -12,11 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_positive_ints
+
 
 class AnchorFiLM(nn.Module):
     def __init__(self, num_anchors: int, channels: int) -> None:
         super().__init__()
-        assert num_anchors > 0 and channels > 0, f"need positive sizes, got N={num_anchors}, C={channels}"
+        check_positive_ints("AnchorFiLM", num_anchors=num_anchors, channels=channels)
         self.to_scale = nn.Linear(3 * num_anchors, channels)
         self.to_shift = nn.Linear(3 * num_anchors, channels)
 

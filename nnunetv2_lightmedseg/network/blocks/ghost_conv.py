@@ -20,6 +20,8 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from ..checks import check_positive_ints
+
 
 class GhostConv3D(nn.Module):
     def __init__(
@@ -33,13 +35,17 @@ class GhostConv3D(nn.Module):
         dense: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and out_channels > 0, (
-            f"GhostConv3D needs positive channel counts, got in={in_channels}, out={out_channels}")
-        assert out_channels % 2 == 0, f"GhostConv3D splits its output in two halves; out_channels={out_channels} is odd"
-        assert out_channels % norm_groups == 0, (
-            f"out_channels={out_channels} must be divisible by norm_groups={norm_groups} for GroupNorm")
+        check_positive_ints("GhostConv3D", in_channels=in_channels, out_channels=out_channels, norm_groups=norm_groups)
+        if out_channels % 2:
+            raise ValueError(f"GhostConv3D: out_channels must be even (half primary, half ghost features), "
+                             f"got {out_channels}")
+        if out_channels % norm_groups:
+            raise ValueError(f"GhostConv3D: out_channels must be divisible by norm_groups for GroupNorm, got "
+                             f"out_channels={out_channels}, norm_groups={norm_groups}")
         ks = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(int(k) for k in kernel_size)
-        assert len(ks) == 3 and all(k % 2 == 1 for k in ks), f"odd kernel sizes keep the grid aligned; got {kernel_size}"
+        if len(ks) != 3 or any(k % 2 == 0 for k in ks):
+            raise ValueError(f"GhostConv3D: kernel_size must be odd (one int, or one per axis D, H, W) so that the "
+                             f"padding k // 2 keeps the grid aligned, got {kernel_size!r}")
         if not isinstance(kernel_size, int):
             kernel_size = ks
         pad = kernel_size // 2 if isinstance(kernel_size, int) else tuple(k // 2 for k in ks)

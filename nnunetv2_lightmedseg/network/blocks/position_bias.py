@@ -20,11 +20,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_positive_ints
+
 
 class AnchorPositionBias(nn.Module):
     def __init__(self, num_anchors: int, channels: int) -> None:
         super().__init__()
-        assert num_anchors > 0 and channels > 0, f"need positive sizes, got N={num_anchors}, C={channels}"
+        check_positive_ints("AnchorPositionBias", num_anchors=num_anchors, channels=channels)
         self.proj = nn.Conv3d(num_anchors, channels, 1)  # the paper's 1x1x1 projection; used as a matrix
 
     def _axis_term(self, anchors_axis: torch.Tensor, length: int) -> torch.Tensor:

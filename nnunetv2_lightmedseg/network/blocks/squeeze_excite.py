@@ -12,12 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_positive_ints
+
 
 class SqueezeExcite3D(nn.Module):
     def __init__(self, channels: int, reduction: int = 3, min_hidden: int = 4) -> None:
         super().__init__()
-        assert channels > 0, f"channels must be positive, got {channels}"
-        assert reduction > 0, f"reduction must be positive, got {reduction}"
+        check_positive_ints("SqueezeExcite3D", channels=channels, reduction=reduction)
         hidden = max(min_hidden, channels // reduction)
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, channels)

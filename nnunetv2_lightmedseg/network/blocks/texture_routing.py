@@ -15,11 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_positive_ints
+
 
 class TextureRoutedBlock(nn.Module):
     def __init__(self, channels: int, kernel_size=3) -> None:
         super().__init__()
-        assert channels > 0, f"channels must be positive, got {channels}"
+        check_positive_ints("TextureRoutedBlock", channels=channels)
         k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
         pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
         self.detail = nn.Conv3d(channels, channels, k, 1, pad, groups=channels)
