@@ -48,29 +48,23 @@ from nnunetv2_lightmedseg.network.variants import (ANCHORS16, ANCHORS32, DEEP_SU
                                                    ISOTROPIC, NO_ANCHORS, NO_LSPM, NO_SKIP_ROUTER, STANDARD_CONV)
 from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
-# ---------------------------------------------------------------------------------------------- ablations
-class nnUNetTrainer_LightMedSeg_StandardConv(nnUNetTrainer_LightMedSeg):
-    network_options = dict(STANDARD_CONV.options)
+def _variant(name: str, doc: str, **class_attributes) -> type:
+    """A trainer variant: ``nnUNetTrainer_LightMedSeg`` with class attributes (``network_options``,
+    ``training_options``) replaced. It is an ordinary module-level class (``__module__``/``__qualname__`` set), so
+    nnU-Net's class finder, pickling and spawned DDP workers find it by ``name`` like a ``class`` statement's."""
+    return type(name, (nnUNetTrainer_LightMedSeg,),
+                {"__doc__": doc, "__module__": __name__, "__qualname__": name, **class_attributes})
 
 
-class nnUNetTrainer_LightMedSeg_NoLSPM(nnUNetTrainer_LightMedSeg):
-    network_options = dict(NO_LSPM.options)
-
-
-class nnUNetTrainer_LightMedSeg_NoAnchors(nnUNetTrainer_LightMedSeg):
-    network_options = dict(NO_ANCHORS.options)
-
-
-class nnUNetTrainer_LightMedSeg_NoSkipRouter(nnUNetTrainer_LightMedSeg):
-    network_options = dict(NO_SKIP_ROUTER.options)
-
-
-class nnUNetTrainer_LightMedSeg_16anchors(nnUNetTrainer_LightMedSeg):
-    network_options = dict(ANCHORS16.options)
-
-
-class nnUNetTrainer_LightMedSeg_32anchors(nnUNetTrainer_LightMedSeg):
-    network_options = dict(ANCHORS32.options)
+# ------------------------------------------------------------------------- ablations (the paper's Table 4)
+# nnUNetTrainer_LightMedSeg_StandardConv, _NoLSPM, _NoAnchors, _NoSkipRouter, _16anchors, _32anchors
+for _v, _doc in ((STANDARD_CONV, "GhostConv3D removed: every GhostConv3D is a dense Conv3D (0.69M parameters)"),
+                 (NO_LSPM, "w/o LSPM: no texture map; the stem output feeds encoder stage 1"),
+                 (NO_ANCHORS, "w/o Global Anchor Detector: no anchors, so no FiLM and no position bias"),
+                 (NO_SKIP_ROUTER, "w/o skip router: plain same-resolution U-Net skips"),
+                 (ANCHORS16, "anchor count N = 16 instead of the default 8"),
+                 (ANCHORS32, "anchor count N = 32 instead of the default 8")):
+    globals()[_v.trainer] = _variant(_v.trainer, f"Table 4 ablation, {_doc}.", network_options=dict(_v.options))
 
 
 # --------------------------------------------------------------------- options outside the paper's default
@@ -98,28 +92,13 @@ class nnUNetTrainer_LightMedSeg_Isotropic(nnUNetTrainer_LightMedSeg):
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)
-class nnUNetTrainer_LightMedSeg_1epoch(nnUNetTrainer_LightMedSeg):
-    training_options = {"num_epochs": 1}
-
-
-class nnUNetTrainer_LightMedSeg_5epochs(nnUNetTrainer_LightMedSeg):
-    training_options = {"num_epochs": 5}
-
-
-class nnUNetTrainer_LightMedSeg_10epochs(nnUNetTrainer_LightMedSeg):
-    training_options = {"num_epochs": 10}
-
-
-class nnUNetTrainer_LightMedSeg_20epochs(nnUNetTrainer_LightMedSeg):
-    training_options = {"num_epochs": 20}
-
-
-class nnUNetTrainer_LightMedSeg_50epochs(nnUNetTrainer_LightMedSeg):
-    training_options = {"num_epochs": 50}
-
-
-class nnUNetTrainer_LightMedSeg_100epochs(nnUNetTrainer_LightMedSeg):
-    training_options = {"num_epochs": 100}
+# nnUNetTrainer_LightMedSeg_1epoch, _5epochs, _10epochs, _20epochs, _50epochs, _100epochs
+for _n in (1, 5, 10, 20, 50, 100):
+    _stock = f"nnUNetTrainer_{_n}epoch" + ("s" if _n > 1 else "")
+    globals()[_stock.replace("nnUNetTrainer_", "nnUNetTrainer_LightMedSeg_")] = _variant(
+        _stock.replace("nnUNetTrainer_", "nnUNetTrainer_LightMedSeg_"),
+        f"{_n} x 250 iterations, as stock nnU-Net's ``{_stock}``.", training_options={"num_epochs": _n})
+del _v, _doc, _n, _stock
 
 
 # ------------------------------------------------------------------------- CPU benchmarks (2-core budget)
