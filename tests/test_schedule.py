@@ -325,7 +325,12 @@ def test_trainer_builds_the_schedule_from_the_plans():
     net = nnUNetTrainer_LightMedSeg.build_network_architecture(
         None, _configuration(ACDC_STRIDES, ACDC_KERNELS, [10, 256, 224]), 1, 4, False)
     assert net.strides == ((1, 2, 2), (1, 2, 2), (2, 2, 2), (1, 2, 2)) and net.divisor == (2, 16, 16)
-    assert net.kernel_sizes == ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3))
+    assert net.kernel_sizes == DEFAULT_KERNEL_SIZES  # the paper's kernels by default
+    planned = ALL_TRAINERS["nnUNetTrainer_LightMedSeg_PlannedKernels"].build_network_architecture(
+        None, _configuration(ACDC_STRIDES, ACDC_KERNELS, [10, 256, 224]), 1, 4, False)
+    assert planned.strides == net.strides
+    assert planned.kernel_sizes == ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3))
+    assert tuple(planned.stem.primary.weight.shape[2:]) == (1, 3, 3)
     # variants keep their own options on top of the plans' schedule
     ablated = ALL_TRAINERS[NO_LSPM.trainer].build_network_architecture(
         None, _configuration(ACDC_STRIDES, ACDC_KERNELS, [10, 256, 224]), 1, 4, False)

@@ -23,6 +23,7 @@ EXPECTED_TRAINERS = {v.trainer for v in VARIANTS.values()} | {
     "nnUNetTrainer_LightMedSeg_100epochs", "nnUNetTrainer_CPUBench_4x50", "nnUNetTrainer_LightMedSeg_CPUBench_4x50",
     "nnUNetTrainer_LightMedSeg_CPUBench_16x50", "nnUNetTrainer_LightMedSeg_CPUBench_32x50",
     "nnUNetTrainer_LightMedSeg_Demo", "nnUNetTrainer_LightMedSeg_Smoke", "nnUNetTrainer_LightMedSeg_IsoBench_4x50",
+    "nnUNetTrainer_LightMedSeg_PlannedKernels",
 }
 
 

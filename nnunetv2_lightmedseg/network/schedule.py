@@ -42,7 +42,10 @@ it pools the in-plane axes first and z only once the spacing is about isotropic,
    nnU-Net considered too coarse or too short. The internal padding then covers the extra step (the
    ``3d_fullres_lightmedseg_planned`` configuration rounds the patch up to the divisor instead).
    No pooling planned at all: the paper's ``[2, 2, 2]`` steps.
-3. **Kernels**: level ``L`` takes the kernel of the nnU-Net stage at the same resolution, i.e. the stage of the
+3. **Kernels** (:func:`schedule_from_plans` returns them; the trainer uses them only in the variant
+   ``nnUNetTrainer_LightMedSeg_PlannedKernels``: by default every level keeps the paper's 3x3x3, which learned
+   more reliably on the generated thick-slice data, see ``nnUNetTrainer_LightMedSeg.build_network_architecture``):
+   level ``L`` takes the kernel of the nnU-Net stage at the same resolution, i.e. the stage of the
    ``L``-th non-trivial stride (level 0: stage 0). This is nnU-Net's own pairing: the convolution that
    downsamples into a stage uses that stage's kernel, so our stem and anchor-detector layers use the kernel
    of the level they produce. Levels beyond the planned stages repeat the last planned kernel. Where nnU-Net

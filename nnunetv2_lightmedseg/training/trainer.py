@@ -89,6 +89,9 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
 
     #: keyword arguments of :class:`LightMedSeg` (variants override this; {} = the paper's default network)
     network_options: Dict[str, Any] = {}
+    #: False: the paper's 3x3x3 kernels on every level, strides from the plans; True: nnU-Net's per-stage kernels
+    #: too (``1x3x3`` where nnU-Net plans them; see build_network_architecture for the measurement)
+    kernels_from_plans: bool = False
     #: keyword arguments of :class:`BoundaryCompoundLoss` (variants override: term weights, weight clamp)
     loss_options: Dict[str, Any] = {}
     #: trainer attributes applied after nnU-Net's __init__ (variants override: num_epochs, iterations, ...)
@@ -132,8 +135,18 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         ``kernel_sizes`` per level come from the plans' U-Net (``network_arch_init_kwargs['strides']`` and
         ``['kernel_sizes']``, nnU-Net's ``pool_op_kernel_sizes`` / ``conv_kernel_sizes``) by the rule of
         :func:`~nnunetv2_lightmedseg.network.schedule.schedule_from_plans`: the first four non-trivial stage
-        strides, completed by repeating the last; each level's kernel from the nnU-Net stage at its resolution.
-        Thick-slice plans thus give in-plane steps and ``1x3x3`` kernels, isotropic plans the paper's network.
+        strides, completed by repeating the last. Thick-slice plans thus give in-plane steps (no padding of a
+        10-slice patch to 16, no halving of z down to one slice), isotropic plans the paper's network.
+
+        Kernels stay the paper's 3x3x3 on every level (``kernels_from_plans = False``); the variant
+        ``nnUNetTrainer_LightMedSeg_PlannedKernels`` takes nnU-Net's per-stage kernels instead (``1x3x3`` where
+        nnU-Net plans ``[1, 3, 3]``). Measured on the generated thick-slice dataset (10 slices 8 mm apart,
+        4 x 50 iterations, 10 held-out cases, docs/benchmarks.md section 6, ``scripts/thick_slice_benchmark.sh``
+        plus the trainers in ``docs/runs/thick_slice``), five runs each: plans' strides with 3x3x3 kernels gave
+        mean Dice 0.837 (runs 0.77-0.87); with nnU-Net's in-plane kernels 0.649 (0.35-0.79, one run lost a class);
+        the padded isotropic network 0.558 (three runs, 0.29-0.80). The kernels are the paper's (§3); with
+        ``1x3x3`` kernels the stem, LSPM, encoder stage 1 and the last two decoder stages, which do LightMedSeg's
+        fine-scale work, see no neighbouring slice.
         A variant's ``network_options`` may set ``strides``/``kernel_sizes`` itself (they then win). Plans
         without these entries (a custom architecture) give the paper's isotropic schedule. The plain U-Net's
         other entries (widths, convolutions per stage) do not apply to LightMedSeg.
@@ -154,7 +167,8 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             options = dict(cls.network_options)
             strides, kernel_sizes = cls.schedule_from_configuration(configuration_manager)
             options.setdefault("strides", strides)
-            options.setdefault("kernel_sizes", kernel_sizes)
+            if cls.kernels_from_plans:
+                options.setdefault("kernel_sizes", kernel_sizes)
             network = LightMedSeg(num_input_channels, num_output_channels, **options)
         small = minimum_size_message(patch, network.divisor, network.strides, what="patch axis")
         if small:

@@ -16,6 +16,7 @@ Trainer                                          network      epochs     iters  
 ``nnUNetTrainer_LightMedSeg_FullResDecoder``     reading B    300        250    last decoder stage at full res
 ``nnUNetTrainer_LightMedSeg_DeepSupervision``    + aux heads  300        250    deep supervision (not in paper)
 ``nnUNetTrainer_LightMedSeg_Isotropic``          isotropic    300        250    paper's schedule on any plans
+``nnUNetTrainer_LightMedSeg_PlannedKernels``     plans' kern. 300        250    nnU-Net's 1x3x3 kernels too
 ``nnUNetTrainer_LightMedSeg_1epoch``             paper        1          250    mirrors ``nnUNetTrainer_1epoch``
 ``nnUNetTrainer_LightMedSeg_5epochs``            paper        5          250    mirrors ``nnUNetTrainer_5epochs``
 ``nnUNetTrainer_LightMedSeg_10epochs``           paper        10         250    mirrors ``nnUNetTrainer_10epochs``
@@ -89,6 +90,14 @@ class nnUNetTrainer_LightMedSeg_Isotropic(nnUNetTrainer_LightMedSeg):
     16 voxels per axis): the baseline of the thick-slice comparison (``scripts/thick_slice_benchmark.sh``), and
     the network this package built for every plans before the schedule followed them (issue 9)."""
     network_options = dict(ISOTROPIC.options)
+
+
+class nnUNetTrainer_LightMedSeg_PlannedKernels(nnUNetTrainer_LightMedSeg):
+    """nnU-Net's per-stage kernels as well as its strides: the depthwise/ghost/LSPM/anchor convolutions of a level
+    are ``1x3x3`` where nnU-Net plans ``[1, 3, 3]`` (thick-slice data), instead of the paper's 3x3x3. Isotropic
+    plans give the default network. Not the default: it learned less reliably on the generated thick-slice data
+    (see ``nnUNetTrainer_LightMedSeg.build_network_architecture`` and docs/benchmarks.md section 6)."""
+    kernels_from_plans = True
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)
