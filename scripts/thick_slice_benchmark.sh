@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Thick-slice comparison (issue 9, item 4): LightMedSeg with the plans-aware schedule (-c 3d_fullres, strides and
-# kernels from nnU-Net's plans) vs the paper's isotropic network on the patch rounded up to 16 per axis (what
-# `lightmedseg plans --variant planned` gave before the schedule existed), at equal iterations, on a generated
+# Thick-slice comparison (issue 9, item 4): LightMedSeg with the plans-aware schedule (-c 3d_fullres, strides
+# from nnU-Net's plans, the paper's 3x3x3 kernels) vs the paper's isotropic network on the patch rounded up to
+# 16 per axis (what `lightmedseg plans --variant planned` gave before the schedule existed), at equal
+# iterations, on a generated
 # cine-MRI-like dataset (nnunetv2_lightmedseg.data.write_thick_slice_dataset: 10 slices 8 mm apart, 1.25 mm
 # pixels, RV/MYO/LV). Prints the Dice per structure on held-out cases and the mean epoch time of each run.
 #
