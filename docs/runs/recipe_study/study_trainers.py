@@ -14,6 +14,8 @@ import os
 
 import torch
 
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
 from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
 
@@ -68,3 +70,30 @@ class nnUNetTrainer_LMSExp2_clamp3_5ep(_Study):
 class nnUNetTrainer_LMSLong_30ep(_Study):
     training_options = {"num_epochs": 30, "initial_lr": 3e-3, "save_every": 1}  # resumable with --c
     loss_options = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
+
+
+# learning curves (issue 8, item 2): stock nnU-Net at 250 and 1,250 iterations, unchanged except the number of
+# epochs (as nnU-Net's own nnUNetTrainer_1epoch / _5epochs), the thread count, and a checkpoint every epoch so
+# that the two-hour 1,250-iteration run can be resumed with --c. Run alone, STUDY_THREADS=2, nnUNet_n_proc_DA=1.
+class _StockStudy(nnUNetTrainer):
+    num_epochs_override = 5
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = self.num_epochs_override
+        self.save_every = 1
+
+    def initialize(self):
+        super().initialize()
+        if self.device.type == "cpu":
+            torch.set_num_threads(int(os.environ.get("STUDY_THREADS", os.environ.get("EXP_THREADS", "1"))))
+            self.print_to_log_file(f"threads {torch.get_num_threads()}")
+
+
+class nnUNetTrainer_StockCurve_1ep(_StockStudy):
+    num_epochs_override = 1
+
+
+class nnUNetTrainer_StockCurve_5ep(_StockStudy):
+    num_epochs_override = 5
