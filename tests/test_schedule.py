@@ -168,9 +168,10 @@ def test_isotropic_network_reproduces_the_network_from_before_the_schedule():
     grads = torch.cat([p.grad.flatten() for p in net.parameters()])
     with torch.no_grad():
         y_eval = net.eval()(x)
-    # bit-identical on the machine that wrote the reference; a different CPU may round convolutions differently
-    torch.testing.assert_close(y_eval, small["eval_output"], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grads, small["grads"], rtol=1e-4, atol=1e-7)
+    # same mathematics, not the same rounding: a different CPU, or a convolution that now runs in channels-last
+    # memory (issue 10: oneDNN picks another algorithm; 6e-6 at most on outputs up to 0.39), sums in another order
+    torch.testing.assert_close(y_eval, small["eval_output"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads, small["grads"], rtol=1e-4, atol=1e-5)  # largest gradient: 1.0
     for name, v in (("default", DEFAULT), ("standard_conv", STANDARD_CONV)):  # the reference file's keys
         old = {k: torch.zeros(s) for k, s in ref["shapes"][name].items()}
         LightMedSeg(4, 4, strides=strides, kernel_sizes=kernels, **v.options).load_state_dict(old, strict=True)

@@ -88,6 +88,9 @@ def add_parser(subparsers) -> None:
     n.add_argument("--train-runs", type=int, default=3, help="timed training steps per model (default %(default)s)")
     n.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards per model (default %(default)s)")
     n.add_argument("--threads", type=int, default=2, help="CPU threads (default %(default)s)")
+    n.add_argument("--load", type=int, default=0, metavar="N",
+                   help="synthetic CPU load: N busy processes run beside the measurement (default %(default)s; "
+                        "2 on a 2-core machine is one other training's worth)")
     n.add_argument("--no-train", action="store_true", help="skip the training-step measurements")
     n.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     n.add_argument("--stock-channels-last", action="store_true",
@@ -113,6 +116,8 @@ def add_parser(subparsers) -> None:
     pr.add_argument("--mirroring", default="on,off", choices=("on,off", "on", "off"),
                     help="test-time mirroring settings to time (default %(default)s)")
     pr.add_argument("--threads", type=int, default=2, help="CPU threads (default %(default)s)")
+    pr.add_argument("--load", type=int, default=0, metavar="N",
+                    help="synthetic CPU load: N busy processes run beside the measurement (default %(default)s)")
     pr.add_argument("--warmup", type=int, default=1, help="untimed warm-up cases per model (default %(default)s)")
     pr.add_argument("--json", metavar="FILE", help="write the rows and the run's settings as JSON")
     pr.set_defaults(func=run_predict)
@@ -182,6 +187,7 @@ def _jsonable(o):
 def run_network(args: argparse.Namespace) -> int:
     from ..benchmark.default_plans import plans_for_shape
     from ..benchmark.entries import default_entries, parse_variants
+    from ..benchmark.load import background_load, load_average
     from ..benchmark.plans_setup import setup_from_dataset
     from ..benchmark.network import format_table, machine_info, plot_network_rows, run_network_benchmark
 
@@ -190,6 +196,8 @@ def run_network(args: argparse.Namespace) -> int:
         for name in ("runs", "train_runs", "threads", "batch"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if args.load < 0:
+            raise ValueError(f"--load must be >= 0 (number of busy processes), got {args.load}")
         if args.shape:
             setup = plans_for_shape(args.in_channels, args.num_classes, args.shape, batch_size=args.batch,
                                     configuration=args.configuration)
@@ -204,13 +212,24 @@ def run_network(args: argparse.Namespace) -> int:
 
     info = machine_info(args.threads)
     print(f"set-up: {setup.source}; patch {setup.patch_size}, batch {setup.batch_size}, "
-          f"{setup.num_input_channels} input channel(s), {setup.num_outputs} outputs", flush=True)
-    rows = run_network_benchmark(setup, entries, runs=args.runs, threads=args.threads, warmup=args.warmup,
-                                 forward_batch=1, train_batch=setup.batch_size, train_runs=args.train_runs,
-                                 measure_train=not args.no_train, measure_memory=not args.no_memory,
-                                 progress=lambda s: print("  " + s, flush=True))
+          f"{setup.num_input_channels} input channel(s), {setup.num_outputs} outputs"
+          + (f"; synthetic load: {args.load} busy process(es)" if args.load else ""), flush=True)
+    info["loadavg_before"] = load_average()
+    with background_load(args.load):
+        rows = run_network_benchmark(setup, entries, runs=args.runs, threads=args.threads, warmup=args.warmup,
+                                     forward_batch=1, train_batch=setup.batch_size, train_runs=args.train_runs,
+                                     measure_train=not args.no_train, measure_memory=not args.no_memory,
+                                     progress=lambda s: print("  " + s, flush=True))
+    info["loadavg_after"] = load_average()
+    info["load_processes"] = args.load
+    for r in rows:
+        r["load_processes"], r["loadavg_before"], r["loadavg_after"] = (args.load, info["loadavg_before"],
+                                                                        info["loadavg_after"])
     print()
     print(format_table(rows, setup.source, info))
+    if info["loadavg_before"]:
+        print(f"synthetic load: {args.load} busy process(es); load average (1 min) "
+              f"{info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(_jsonable(rows), f, indent=2)
@@ -236,6 +255,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         if args.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+        if args.load < 0:
+            raise ValueError(f"--load must be >= 0 (number of busy processes), got {args.load}")
         if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
             raise ValueError(f"output folder of {args.json} does not exist")
         from batchgenerators.utilities.file_and_folder_operations import load_json
@@ -250,16 +271,20 @@ def run_predict(args: argparse.Namespace) -> int:
         mirroring = [m == "on" for m in args.mirroring.split(",")]
         print(f"{len(cases)} case(s); models: {', '.join(args.trainers)}; mirroring {args.mirroring}; "
               f"{args.threads} CPU thread(s)", flush=True)
-        rows, info = P.run_prediction_benchmark(args.dataset, args.configuration, args.trainers, args.fold,
-                                                args.plans, args.checkpoint, cases, ending, mirroring,
-                                                args.threads, args.warmup,
-                                                progress=lambda s: print("  " + s, flush=True))
+        from ..benchmark.load import background_load
+        with background_load(args.load):
+            rows, info = P.run_prediction_benchmark(args.dataset, args.configuration, args.trainers, args.fold,
+                                                    args.plans, args.checkpoint, cases, ending, mirroring,
+                                                    args.threads, args.warmup,
+                                                    progress=lambda s: print("  " + s, flush=True))
+        info["load_processes"] = args.load
     except (ValueError, ModelLoadError, RuntimeError) as e:
         return _fail(str(e))
     source = args.input if args.input else f"fold-{args.val_fold} validation cases"
     header = (f"nnU-Net prediction, {args.dataset} {args.configuration} fold {args.fold}, {len(cases)} case(s) "
-              f"({source}); CPU, {info['threads']} thread(s), torch {info['torch']}; load average "
-              f"{info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after")
+              f"({source}); CPU, {info['threads']} thread(s), torch {info['torch']}; "
+              + (f"synthetic load {args.load} busy process(es); " if args.load else "")
+              + f"load average {info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after")
     print()
     print(P.format_prediction_table(rows, header))
     if args.json:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .blocks.adaptive_paths import AdaptiveThreePath
+from .blocks.pointwise import PatchExpandConv3d, PointwiseConv3d
 from .blocks.position_bias import AnchorPositionBias
 from .blocks.squeeze_excite import SqueezeExcite3D
 
@@ -32,10 +33,10 @@ class DecoderStage(nn.Module):
                  kernel_size=3) -> None:
         super().__init__()
         stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
-        self.up = (nn.ConvTranspose3d(in_channels, out_channels, stride, stride) if upsample
-                   else nn.Conv3d(in_channels, out_channels, 1))
+        self.up = (PatchExpandConv3d(in_channels, out_channels, stride) if upsample
+                   else PointwiseConv3d(in_channels, out_channels))
         self.pos = AnchorPositionBias(num_anchors, out_channels) if num_anchors else None
-        self.fuse = nn.Sequential(nn.Conv3d(out_channels + skip_channels, out_channels, 1),
+        self.fuse = nn.Sequential(PointwiseConv3d(out_channels + skip_channels, out_channels),
                                   nn.GroupNorm(4, out_channels), nn.SiLU(inplace=True))
         self.fuse_se = SqueezeExcite3D(out_channels, se_reduction)
         self.paths = AdaptiveThreePath(out_channels, dense=dense, kernel_size=kernel_size)

@@ -65,9 +65,12 @@ product of that axis's four strides: 16 for the paper's schedule) and the logits
 output always has the input's spatial size. Each axis must be at least its divisor.
 
 On CPU the network runs in ``torch.channels_last_3d`` memory format (PyTorch's oneDNN 3D convolutions are
-~2x faster in it); the input is converted on entry, the output is returned in the default format. The conversion
-is left out while the legacy ONNX exporter traces the network (ONNX has no memory layouts); the checks are
-constants for torch.compile and torch.export, which keep it, as does ``torch.jit.trace``.
+~2x faster in it, their backward passes ~3x): the input is converted on entry and every block keeps that layout,
+also after a one-channel image and after the ops that would drop it (:mod:`.layout`); the output is returned in
+the default format. Every 1x1x1 convolution and every transposed convolution whose kernel equals its stride runs
+as one matrix product over channels-last memory (:mod:`.blocks.pointwise`; same parameters, keys and
+mathematics). The conversion is left out while the legacy ONNX exporter traces the network (ONNX has no memory
+layouts); the checks are constants for torch.compile and torch.export, which keep it, as does ``torch.jit.trace``.
 
 Shapes: ``(B, input_channels, D, H, W) -> (B, num_classes, D, H, W)``.
 """
@@ -82,10 +85,12 @@ from torch import nn
 from .blocks.anchor_detector import GlobalAnchorDetector
 from .blocks.ghost_conv import GhostConv3D
 from .blocks.lspm import TEXTURE_NORMS, LocalStructuralPrior
+from .blocks.pointwise import PointwiseConv3d
 from .blocks.seg_head import DeepSupervisionHeads, SegmentationHead, rename_legacy_head_keys
 from .blocks.skip_router import MultiScaleSkipRouter
 from .decoder import DecoderStage
 from .encoder import EncoderStage
+from .layout import to_channels_last
 from .schedule import (check_kernel_sizes, check_strides, cumulative_factors, divisor as schedule_divisor,
                        downsample_avg, minimum_size_message)
 
@@ -216,7 +221,7 @@ class LightMedSeg(nn.Module):
                                                 routed=use_skip_router,
                                                 last_stage_upsampled=full_resolution_decoder, strides=strides)
         # §3.6 decoder, seeded by a 1x1x1 bottleneck projection of E4
-        self.bottleneck = nn.Conv3d(encoder_widths[3], encoder_widths[3], 1)
+        self.bottleneck = PointwiseConv3d(encoder_widths[3], encoder_widths[3])
         self.decoder = nn.ModuleList()
         c_in = encoder_widths[3]
         for k, w in enumerate(decoder_widths):
@@ -310,10 +315,8 @@ class LightMedSeg(nn.Module):
         if any(pad):
             # F.pad takes the last axis first; pad only at the far end so cropping is a plain slice
             x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]))
-        if x.device.type == "cpu" and not (torch.jit.is_tracing() and torch.onnx.is_in_onnx_export()):
-            # oneDNN's 3D convolutions are ~2x faster in channels_last_3d; skipped while the legacy ONNX exporter
-            # traces (ONNX tensors have no layout, and its contiguous() cannot take this memory format)
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        # CPU: channels_last_3d (oneDNN's 3D convolutions are ~2x faster in it); the rule is in .layout
+        x = to_channels_last(x)
 
         anchors = self.anchor_detector(x) if self.anchor_detector is not None else None
         f0 = self.stem(x)

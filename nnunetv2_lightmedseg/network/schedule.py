@@ -72,6 +72,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from .layout import to_channels_last
+
 Triple = Tuple[int, int, int]
 
 #: downsampling steps of LightMedSeg: the stem and three poolings
@@ -195,11 +197,12 @@ def is_identity(factor: Sequence[int]) -> bool:
 
 def downsample_avg(x: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
     """Average-pool ``(B, C, D, H, W)`` by an exact per-axis integer ``factor`` (anti-aliased; for a factor
-    of 2 it equals trilinear resampling, ``align_corners=False``). Identity when every factor is 1."""
+    of 2 it equals trilinear resampling, ``align_corners=False``). Identity when every factor is 1. On the CPU
+    the result is put back in channels-last (``avg_pool3d`` returns the default layout; see :mod:`.layout`)."""
     if is_identity(factor):
         return x
     k = tuple(int(f) for f in factor)
-    return F.avg_pool3d(x, kernel_size=k, stride=k)
+    return to_channels_last(F.avg_pool3d(x, kernel_size=k, stride=k))
 
 
 def upsample_trilinear(x: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..checks import check_positive_ints
 from .ghost_conv import GhostConv3D
+from .pointwise import PointwiseConv3d
 
 
 class AdaptiveThreePath(nn.Module):
@@ -27,12 +28,14 @@ class AdaptiveThreePath(nn.Module):
         pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
         self.depthwise = nn.Conv3d(channels, channels, k, 1, pad, groups=channels)
         self.ghost = GhostConv3D(channels, channels, k, 1, norm_groups, activation=True, dense=dense)
-        self.pointwise = nn.Conv3d(channels, channels, 1)
-        self.blend = nn.Conv3d(channels, 3, 1)
+        self.pointwise = PointwiseConv3d(channels, channels)
+        self.blend = PointwiseConv3d(channels, 3)
 
     def forward(self, x: torch.Tensor, return_weights: bool = False):
         w = torch.softmax(self.blend(x), dim=1)
-        y = w[:, 0:1] * self.depthwise(x) + w[:, 1:2] * self.ghost(x) + w[:, 2:3] * self.pointwise(x)
+        # w0 * depthwise + w1 * ghost + w2 * pointwise in three full-size ops (addcmul: a + b * c) instead of five
+        y = torch.addcmul(torch.addcmul(w[:, 2:3] * self.pointwise(x), w[:, 1:2], self.ghost(x)),
+                          w[:, 0:1], self.depthwise(x))
         if return_weights:
             return y, w
         return y

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
+from ..layout import to_channels_last
 
 
 class GlobalAnchorDetector(nn.Module):
@@ -47,5 +48,6 @@ class GlobalAnchorDetector(nn.Module):
         self.num_anchors = num_anchors
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.features(x).mean(dim=(2, 3, 4))
+        # the first conv of a one-channel image returns the default layout on the CPU (see ..layout)
+        g = self.features[1:](to_channels_last(self.features[0](x))).mean(dim=(2, 3, 4))
         return torch.sigmoid(self.mlp(g)).view(x.shape[0], self.num_anchors, 3)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
+from ..layout import to_channels_last
 
 
 class GhostConv3D(nn.Module):
@@ -64,7 +65,8 @@ class GhostConv3D(nn.Module):
         self.act = nn.SiLU(inplace=True) if activation else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.primary(x)
+        # channels-last on the CPU also after a one-channel input or PyTorch's non-oneDNN conv path (see ..layout)
+        y = to_channels_last(self.primary(x))
         if self.cheap is not None:
             y = torch.cat((y, self.cheap(y)), dim=1)
         return self.act(self.norm(y))

@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .pointwise import PointwiseConv3d
+
 #: texture-map normalisations: per-sample max (default) or the outlier-robust ratio to the per-sample median
 TEXTURE_NORMS = ("max", "median")
 
@@ -57,9 +59,9 @@ class LocalStructuralPrior(nn.Module):
             nn.Conv3d(channels, hidden, k, 1, pad), nn.GroupNorm(norm_groups, hidden), nn.SiLU(inplace=True),
             nn.Conv3d(hidden, 1, k, 1, pad),
         )
-        self.to_expert_weights = nn.Conv3d(1, 2, 1)
+        self.to_expert_weights = PointwiseConv3d(1, 2)
         # the two experts as one 1x1x1 conv with 2*out channels: one read of F0 instead of two
-        self.experts = nn.Conv3d(channels, 2 * out_channels, 1)
+        self.experts = PointwiseConv3d(channels, 2 * out_channels)
         self.out_channels = out_channels
         self.eps = eps
 
@@ -76,7 +78,8 @@ class LocalStructuralPrior(nn.Module):
         w = torch.softmax(self.to_expert_weights(g), dim=1)
         e = self.experts(f0)
         c = self.out_channels
-        mixed = w[:, 0:1] * e[:, :c] + w[:, 1:2] * e[:, c:]
+        # w0 * e0 + w1 * e1 with w0 + w1 = 1, as one op: e1 + w0 * (e0 - e1)
+        mixed = torch.lerp(e[:, c:], e[:, :c], w[:, 0:1].to(e.dtype))  # lerp needs one dtype (autocast)
         if return_gate:
             return mixed, t, g, w
         return mixed, t

@@ -20,6 +20,8 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
+from .pointwise import PatchExpandConv3d, PointwiseConv3d
+
 
 class SegmentationHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, upsample: bool, stride=2) -> None:
@@ -27,11 +29,11 @@ class SegmentationHead(nn.Module):
         if in_channels <= 0 or num_classes <= 0:
             raise ValueError(f"SegmentationHead: in_channels and num_classes must be positive, got "
                              f"{in_channels}, {num_classes}")
-        layers: List[nn.Module] = [nn.Conv3d(in_channels, num_classes, 1)]
+        layers: List[nn.Module] = [PointwiseConv3d(in_channels, num_classes)]
         if upsample:
             # kernel = stride = the stem's (per axis: (1, 2, 2) on thick-slice plans, see network/schedule.py)
             stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
-            layers.append(nn.ConvTranspose3d(num_classes, num_classes, stride, stride))
+            layers.append(PatchExpandConv3d(num_classes, num_classes, stride))
         self.seg_layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +48,7 @@ class DeepSupervisionHeads(nn.Module):
         if not in_channels or any(c <= 0 for c in in_channels) or num_classes <= 0:
             raise ValueError(f"DeepSupervisionHeads: need positive widths and classes, got {list(in_channels)}, "
                              f"{num_classes}")
-        self.seg_layers = nn.ModuleList(nn.Conv3d(c, num_classes, 1) for c in in_channels)
+        self.seg_layers = nn.ModuleList(PointwiseConv3d(c, num_classes) for c in in_channels)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         return [head(f) for head, f in zip(self.seg_layers, feats)]

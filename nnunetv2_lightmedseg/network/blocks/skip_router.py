@@ -51,6 +51,7 @@ from torch import nn
 
 from ..schedule import DEFAULT_STRIDES, check_strides, cumulative_factors, downsample_avg, resample_between, \
     upsample_trilinear
+from .pointwise import PointwiseConv3d
 
 
 def resample_pow2(x: torch.Tensor, log2_factor: int) -> torch.Tensor:
@@ -87,14 +88,14 @@ class MultiScaleSkipRouter(nn.Module):
         self.strides = check_strides(strides)
         self.encoder_factors = cumulative_factors(self.strides[1:])
         if routed:
-            self.proj = nn.ModuleList(nn.Conv3d(c, routed_channels, 1) for c in encoder_widths)
+            self.proj = nn.ModuleList(PointwiseConv3d(c, routed_channels) for c in encoder_widths)
             self.controller = nn.Sequential(
-                nn.Conv3d(len(encoder_widths) * routed_channels, controller_hidden, 1), nn.SiLU(inplace=True),
-                nn.Conv3d(controller_hidden, len(encoder_widths), 1),
+                PointwiseConv3d(len(encoder_widths) * routed_channels, controller_hidden), nn.SiLU(inplace=True),
+                PointwiseConv3d(controller_hidden, len(encoder_widths)),
             )
-            self.out = nn.ModuleList(nn.Conv3d(routed_channels, decoder_widths[k], 1) for k in (0, 1))
-            self.direct = nn.ModuleList([nn.Conv3d(encoder_widths[0], decoder_widths[2], 1),
-                                         nn.Conv3d(stem_channels, decoder_widths[3], 1)])
+            self.out = nn.ModuleList(PointwiseConv3d(routed_channels, decoder_widths[k]) for k in (0, 1))
+            self.direct = nn.ModuleList([PointwiseConv3d(encoder_widths[0], decoder_widths[2]),
+                                         PointwiseConv3d(stem_channels, decoder_widths[3])])
         else:
             plain = (encoder_widths[2], encoder_widths[1], encoder_widths[0], stem_channels)
             if tuple(plain) != tuple(decoder_widths):
@@ -122,6 +123,6 @@ class MultiScaleSkipRouter(nn.Module):
         w = torch.softmax(self.controller(torch.cat(aligned, dim=1)), dim=1)
         fused = w[:, 0:1] * aligned[0]
         for s in range(1, len(aligned)):
-            fused = fused + w[:, s:s + 1] * aligned[s]
+            fused = torch.addcmul(fused, w[:, s:s + 1], aligned[s])  # fused + w_s * aligned_s, one op
         y = self.out[k](fused)
         return (y, w) if return_weights else y

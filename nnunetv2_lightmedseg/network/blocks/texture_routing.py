@@ -3,7 +3,7 @@
 ``y = T_s * detail(x) + (1 - T_s) * smooth(x)`` where ``detail`` is a depthwise 3x3x3 convolution (fine
 boundary structure), ``smooth`` a pointwise 1x1x1 convolution (cheap channel mixing for homogeneous
 interiors) and ``T_s`` the LSPM texture map resampled (trilinear) to this stage, broadcast over channels.
-Written as ``smooth + T_s * (detail - smooth)``: same value, one fewer full-size multiply.
+Computed as ``torch.lerp(smooth, detail, T_s)``: same value, one full-size op instead of three.
 
 ``kernel_size`` (int or per axis, default 3) is the depthwise kernel: the stage's kernel of the resolution
 schedule, ``(1, 3, 3)`` where nnU-Net's plans keep convolutions in-plane.
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
+from .pointwise import PointwiseConv3d
 
 
 class TextureRoutedBlock(nn.Module):
@@ -25,8 +26,9 @@ class TextureRoutedBlock(nn.Module):
         k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
         pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
         self.detail = nn.Conv3d(channels, channels, k, 1, pad, groups=channels)
-        self.smooth = nn.Conv3d(channels, channels, 1)
+        self.smooth = PointwiseConv3d(channels, channels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         s = self.smooth(x)
-        return s + t * (self.detail(x) - s)
+        # lerp needs one dtype (under autocast the convs return bf16/fp16, the texture map stays fp32)
+        return torch.lerp(s, self.detail(x), t.to(s.dtype) if isinstance(t, torch.Tensor) else t)
