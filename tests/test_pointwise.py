@@ -1,5 +1,6 @@
-"""The speed rewrites of issue 10: matrix-product pointwise / patch-expanding convolutions, the CPU layout rule
-and the fused blends. Each gives what the straightforward version gives (<= 1e-5 on fixed weights)."""
+"""The speed rewrites of issue 10: oneDNN-forced convolutions (with the flipped-kernel input gradient), the
+matrix-product patch-expanding convolution, the CPU layout rule and the fused blends. Each gives what the
+straightforward version gives (<= 1e-5 on fixed weights)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,7 @@ from torch import nn
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.network.blocks import (AdaptiveThreePath, LocalStructuralPrior, MultiScaleSkipRouter,
                                                  TextureRoutedBlock)
-from nnunetv2_lightmedseg.network.blocks.pointwise import PatchExpandConv3d, PointwiseConv3d
+from nnunetv2_lightmedseg.network.convolutions import Conv3d, PatchExpandConv3d, PointwiseConv3d
 from nnunetv2_lightmedseg.network.layout import CHANNELS_LAST, is_channels_last, to_channels_last
 
 
@@ -34,6 +35,37 @@ def test_pointwise_conv_equals_conv3d_in_value_gradient_and_layout(cin, cout, sh
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(m.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(m.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, groups=8),  # depthwise: flipped-kernel input grad
+    dict(in_channels=8, out_channels=16, kernel_size=3, padding=1),  # dense: flipped, transposed kernel
+    dict(in_channels=8, out_channels=8, kernel_size=(1, 3, 3), padding=(0, 1, 1), groups=8),  # in-plane
+    dict(in_channels=4, out_channels=8, kernel_size=3, stride=(1, 2, 2), padding=1),  # strided: convolution_backward
+    dict(in_channels=1, out_channels=4, kernel_size=3, stride=2, padding=1),  # one-channel image (the stem)
+])
+def test_onednn_conv_equals_conv3d_in_value_and_every_gradient(kwargs):
+    torch.manual_seed(0)
+    m = Conv3d(**kwargs)
+    ref = nn.Conv3d(**kwargs)
+    ref.load_state_dict(m.state_dict())
+    x = _cl(2, kwargs["in_channels"], 6, 7, 5).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    y, y_ref = m(x), ref(x_ref)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y_ref)
+    y.backward(g)
+    y_ref.backward(g)
+    for a, b in ((x.grad, x_ref.grad), (m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_onednn_conv_runs_the_parent_off_the_cpu_float32_route():
+    m = Conv3d(3, 4, 3, padding=1)
+    x = torch.randn(1, 3, 5, 5, 5, dtype=torch.float64)
+    assert m.double()(x).dtype == torch.float64  # oneDNN route is float32 only: the parent's conv ran
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m.float()(x.float()).dtype == torch.bfloat16  # autocast: the parent's (autocast-aware) conv
 
 
 def test_pointwise_conv_falls_back_to_the_convolution_off_the_fast_route():

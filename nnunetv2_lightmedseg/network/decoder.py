@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .blocks.adaptive_paths import AdaptiveThreePath
-from .blocks.pointwise import PatchExpandConv3d, PointwiseConv3d
+from .convolutions import PatchExpandConv3d, PointwiseConv3d
 from .blocks.position_bias import AnchorPositionBias
 from .blocks.squeeze_excite import SqueezeExcite3D
 

@@ -9,7 +9,8 @@ channels-last, except while the legacy ONNX exporter traces the network (ONNX te
 
 A tensor with one channel is channels-last and default-contiguous at once, so a convolution of a one-channel
 image (hippocampus MRI, CT, cine-MRI) returns the default layout and every later op would inherit it; the
-blocks that read such a tensor convert their first output with :func:`to_channels_last` (a no-op when it is
+network's convolutions (:mod:`.convolutions`) and average pooling (:func:`.schedule.downsample_avg`, whose CPU
+kernel returns the default layout) convert their outputs with :func:`to_channels_last` (a no-op when they are
 already channels-last).
 """
 from __future__ import annotations

@@ -68,7 +68,7 @@ On CPU the network runs in ``torch.channels_last_3d`` memory format (PyTorch's o
 ~2x faster in it, their backward passes ~3x): the input is converted on entry and every block keeps that layout,
 also after a one-channel image and after the ops that would drop it (:mod:`.layout`); the output is returned in
 the default format. Every 1x1x1 convolution and every transposed convolution whose kernel equals its stride runs
-as one matrix product over channels-last memory (:mod:`.blocks.pointwise`; same parameters, keys and
+as one matrix product over channels-last memory (:mod:`.convolutions`; same parameters, keys and
 mathematics). The conversion is left out while the legacy ONNX exporter traces the network (ONNX has no memory
 layouts); the checks are constants for torch.compile and torch.export, which keep it, as does ``torch.jit.trace``.
 
@@ -85,7 +85,7 @@ from torch import nn
 from .blocks.anchor_detector import GlobalAnchorDetector
 from .blocks.ghost_conv import GhostConv3D
 from .blocks.lspm import TEXTURE_NORMS, LocalStructuralPrior
-from .blocks.pointwise import PointwiseConv3d
+from .convolutions import PointwiseConv3d
 from .blocks.seg_head import DeepSupervisionHeads, SegmentationHead, rename_legacy_head_keys
 from .blocks.skip_router import MultiScaleSkipRouter
 from .decoder import DecoderStage

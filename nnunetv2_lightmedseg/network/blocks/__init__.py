@@ -4,11 +4,10 @@ from .anchor_detector import GlobalAnchorDetector
 from .film import AnchorFiLM
 from .ghost_conv import GhostConv3D
 from .lspm import LocalStructuralPrior
-from .pointwise import PatchExpandConv3d, PointwiseConv3d
 from .position_bias import AnchorPositionBias
 from .skip_router import MultiScaleSkipRouter
 from .squeeze_excite import SqueezeExcite3D
 from .texture_routing import TextureRoutedBlock
 
 __all__ = ["AdaptiveThreePath", "GlobalAnchorDetector", "AnchorFiLM", "GhostConv3D", "LocalStructuralPrior",
-           "AnchorPositionBias", "MultiScaleSkipRouter", "PatchExpandConv3d", "PointwiseConv3d", "SqueezeExcite3D", "TextureRoutedBlock"]
+           "AnchorPositionBias", "MultiScaleSkipRouter", "SqueezeExcite3D", "TextureRoutedBlock"]

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..checks import check_positive_ints
 from .ghost_conv import GhostConv3D
-from .pointwise import PointwiseConv3d
+from ..convolutions import Conv3d, PointwiseConv3d
 
 
 class AdaptiveThreePath(nn.Module):
@@ -26,7 +26,7 @@ class AdaptiveThreePath(nn.Module):
         check_positive_ints("AdaptiveThreePath", channels=channels)
         k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
         pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
-        self.depthwise = nn.Conv3d(channels, channels, k, 1, pad, groups=channels)
+        self.depthwise = Conv3d(channels, channels, k, 1, pad, groups=channels)
         self.ghost = GhostConv3D(channels, channels, k, 1, norm_groups, activation=True, dense=dense)
         self.pointwise = PointwiseConv3d(channels, channels)
         self.blend = PointwiseConv3d(channels, 3)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
-from ..layout import to_channels_last
+from ..convolutions import Conv3d
 
 
 class GlobalAnchorDetector(nn.Module):
@@ -41,13 +41,12 @@ class GlobalAnchorDetector(nn.Module):
         c = in_channels
         for s, k in zip(strides, kernel_sizes):
             pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
-            layers += [nn.Conv3d(c, width, k, s, pad), nn.GroupNorm(4, width), nn.SiLU(inplace=True)]
+            layers += [Conv3d(c, width, k, s, pad), nn.GroupNorm(4, width), nn.SiLU(inplace=True)]
             c = width
         self.features = nn.Sequential(*layers)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(inplace=True), nn.Linear(hidden, 3 * num_anchors))
         self.num_anchors = num_anchors
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the first conv of a one-channel image returns the default layout on the CPU (see ..layout)
-        g = self.features[1:](to_channels_last(self.features[0](x))).mean(dim=(2, 3, 4))
+        g = self.features(x).mean(dim=(2, 3, 4))
         return torch.sigmoid(self.mlp(g)).view(x.shape[0], self.num_anchors, 3)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
-from ..layout import to_channels_last
+from ..convolutions import Conv3d
 
 
 class GhostConv3D(nn.Module):
@@ -54,19 +54,18 @@ class GhostConv3D(nn.Module):
             stride = tuple(int(s) for s in stride)
         self.dense = dense
         if dense:
-            self.primary = nn.Conv3d(in_channels, out_channels, kernel_size, stride, pad)
+            self.primary = Conv3d(in_channels, out_channels, kernel_size, stride, pad)
             self.cheap = None
         else:
             half = out_channels // 2
-            self.primary = nn.Conv3d(in_channels, half, kernel_size, stride, pad)
+            self.primary = Conv3d(in_channels, half, kernel_size, stride, pad)
             # depthwise: every primary channel synthesises exactly one ghost channel
-            self.cheap = nn.Conv3d(half, half, kernel_size, 1, pad, groups=half)
+            self.cheap = Conv3d(half, half, kernel_size, 1, pad, groups=half)
         self.norm = nn.GroupNorm(norm_groups, out_channels)
         self.act = nn.SiLU(inplace=True) if activation else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channels-last on the CPU also after a one-channel input or PyTorch's non-oneDNN conv path (see ..layout)
-        y = to_channels_last(self.primary(x))
+        y = self.primary(x)
         if self.cheap is not None:
             y = torch.cat((y, self.cheap(y)), dim=1)
         return self.act(self.norm(y))

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .pointwise import PointwiseConv3d
+from ..convolutions import Conv3d, PointwiseConv3d
 
 #: texture-map normalisations: per-sample max (default) or the outlier-robust ratio to the per-sample median
 TEXTURE_NORMS = ("max", "median")
@@ -52,12 +52,12 @@ class LocalStructuralPrior(nn.Module):
         self.texture_norm = texture_norm
         k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
         pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
-        self.smooth = nn.Conv3d(channels, channels, k, 1, pad, groups=channels, bias=False)
+        self.smooth = Conv3d(channels, channels, k, 1, pad, groups=channels, bias=False)
         # start as a box filter (1/27 for 3x3x3): R is then a true high-pass
         nn.init.constant_(self.smooth.weight, 1.0 / self.smooth.weight[0, 0].numel())
         self.gate = nn.Sequential(
-            nn.Conv3d(channels, hidden, k, 1, pad), nn.GroupNorm(norm_groups, hidden), nn.SiLU(inplace=True),
-            nn.Conv3d(hidden, 1, k, 1, pad),
+            Conv3d(channels, hidden, k, 1, pad), nn.GroupNorm(norm_groups, hidden), nn.SiLU(inplace=True),
+            Conv3d(hidden, 1, k, 1, pad),
         )
         self.to_expert_weights = PointwiseConv3d(1, 2)
         # the two experts as one 1x1x1 conv with 2*out channels: one read of F0 instead of two

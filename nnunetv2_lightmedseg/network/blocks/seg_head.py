@@ -20,7 +20,7 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
-from .pointwise import PatchExpandConv3d, PointwiseConv3d
+from ..convolutions import PatchExpandConv3d, PointwiseConv3d
 
 
 class SegmentationHead(nn.Module):

@@ -51,7 +51,7 @@ from torch import nn
 
 from ..schedule import DEFAULT_STRIDES, check_strides, cumulative_factors, downsample_avg, resample_between, \
     upsample_trilinear
-from .pointwise import PointwiseConv3d
+from ..convolutions import PointwiseConv3d
 
 
 def resample_pow2(x: torch.Tensor, log2_factor: int) -> torch.Tensor:

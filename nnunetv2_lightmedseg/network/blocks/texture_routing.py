@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
-from .pointwise import PointwiseConv3d
+from ..convolutions import Conv3d, PointwiseConv3d
 
 
 class TextureRoutedBlock(nn.Module):
@@ -25,7 +25,7 @@ class TextureRoutedBlock(nn.Module):
         check_positive_ints("TextureRoutedBlock", channels=channels)
         k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
         pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
-        self.detail = nn.Conv3d(channels, channels, k, 1, pad, groups=channels)
+        self.detail = Conv3d(channels, channels, k, 1, pad, groups=channels)
         self.smooth = PointwiseConv3d(channels, channels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,151 @@
+"""The network's convolutions, made fast on the CPU (issue 10): drop-in subclasses of ``nn.Conv3d`` and
+``nn.ConvTranspose3d`` with the same parameters, state-dict keys, shapes and mathematics.
+
+Why, measured with ``torch.profiler`` on the 2-core CPU (torch 2.14, oneDNN 3.12):
+
+* :class:`Conv3d` calls oneDNN directly. PyTorch's ``Conv3d`` picks its CPU kernel by size heuristics: with a
+  batch of 1 (nnU-Net's sliding-window predictor) and a small grid (``C x D x H <= 20480``: every dense 3x3x3
+  convolution of the hippocampus network, the deeper stages of any network), and for 1x1x1 convolutions on one
+  thread, it takes the non-oneDNN ``slow_conv3d`` path (im2col + one GEMM per sample). That path was 77 % of a
+  hippocampus forward (1 x 1 x 40 x 56 x 40, 2 threads, idle): the LSPM gate's 24 -> 1 convolution alone took
+  21 ms there and 0.9 ms in oneDNN, the ghost convolutions 5-12x less. It also returns the default memory
+  layout, which every later channels-last op has to copy back. ``torch.ops.aten.mkldnn_convolution`` is
+  PyTorch's own oneDNN entry point, with autograd (its backward is ``convolution_backward``); it is used for
+  float32 CPU tensors outside autocast and outside the legacy ONNX exporter's trace (:mod:`.layout`), where
+  the parent class's ``forward`` runs unchanged (CUDA, bf16/fp16 autocast, exported graphs).
+* :class:`PointwiseConv3d` is :class:`Conv3d` with a 1x1x1 kernel.
+* :class:`PatchExpandConv3d` (transposed convolution whose kernel equals its stride, the decoder's and the
+  head's upsampling) runs as one matrix product ``(voxels x C_in) @ (C_in x prod(stride) C_out)`` over
+  channels-last memory followed by a 3-D pixel shuffle: every input voxel writes its own non-overlapping block.
+  PyTorch sends these to ``slow_conv_transpose3d`` (single-threaded col2vol, default layout).
+
+``torch.utils.flop_counter`` counts ``2 x MACs`` for every route, so the network's published FLOPs do not move.
+
+Shapes: :class:`Conv3d` as ``nn.Conv3d``; :class:`PointwiseConv3d` ``(B, C_in, D, H, W) -> (B, C_out, D, H, W)``;
+:class:`PatchExpandConv3d` ``(B, C_in, D, H, W) -> (B, C_out, s_D D, s_H H, s_W W)`` with stride ``s`` (an int or
+one per axis; an axis with stride 1 is not upsampled).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import check_positive_ints
+from .layout import CHANNELS_LAST, cpu_layout_applies, is_channels_last, to_channels_last
+
+
+def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True where :class:`Conv3d` calls oneDNN directly: float32 CPU tensors under the CPU layout rule, oneDNN
+    built in and enabled, no CPU autocast (which would hand the convolution bf16/fp16 inputs)."""
+    return (cpu_layout_applies(x) and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def _transposed_kernel(weight: torch.Tensor, groups: int) -> Optional[torch.Tensor]:
+    """The kernel whose stride-1 'same' convolution is the input gradient of ``weight``'s (flipped in space,
+    input and output channels swapped), for dense (``groups == 1``) and depthwise convolutions; else None."""
+    if groups == 1:
+        return weight.transpose(0, 1).flip(2, 3, 4)
+    if weight.shape[1] == 1 and weight.shape[0] == groups:  # depthwise, one output channel per input channel
+        return weight.flip(2, 3, 4)
+    return None
+
+
+class _OneDNNConvolution(torch.autograd.Function):
+    """oneDNN convolution whose input gradient, for stride-1 'same' dense and depthwise kernels, is computed as
+    the forward convolution of the output gradient with the flipped kernel (the identity behind transposed
+    convolutions). Measured on the 2-core CPU: oneDNN's backward-data pass of a depthwise 3x3x3 convolution over
+    7 x 16 x 24 x 32 x 24 (channels-last) takes 5.3 ms, its forward 0.5 ms; the weight and bias gradients stay
+    with ``convolution_backward`` (oneDNN's backward-weights pass, faster than any rewrite we tried)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding, stride, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (tuple(padding), tuple(stride), tuple(dilation), groups, bias is not None)
+        return torch.ops.aten.mkldnn_convolution(x, weight, bias, padding, stride, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        padding, stride, dilation, groups, has_bias = ctx.conf
+        want_x, want_w, want_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], has_bias and ctx.needs_input_grad[2]
+        grad = grad.contiguous(memory_format=CHANNELS_LAST) if x.is_contiguous(memory_format=CHANNELS_LAST) else grad
+        gx = gw = gb = None
+        flipped = None
+        same = (all(s == 1 for s in stride) and all(d == 1 for d in dilation)
+                and all(2 * p + 1 == k for p, k in zip(padding, weight.shape[2:])))
+        if want_x and same:
+            flipped = _transposed_kernel(weight, groups)
+        if want_x and flipped is not None:
+            gx = torch.ops.aten.mkldnn_convolution(grad, flipped.contiguous(memory_format=CHANNELS_LAST), None,
+                                                   padding, stride, dilation, groups)
+        mask = [want_x and flipped is None, want_w, want_b]
+        if any(mask):
+            out = torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]] if has_bias else None,
+                                                      stride, padding, dilation, False, [0, 0, 0], groups, mask)
+            gx = out[0] if mask[0] else gx
+            gw, gb = out[1], out[2]
+        return gx, gw, gb, None, None, None, None
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` (zero padding, no dilation) that runs on oneDNN for float32 CPU tensors whatever the size
+    (see the module docstring); elsewhere ``nn.Conv3d.forward``. When gradients are needed (eager training), the
+    input gradient of stride-1 convolutions is a forward convolution (:class:`_OneDNNConvolution`); tracing,
+    ``torch.compile`` and inference use the aten op and its own autograd formula."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str) or not onednn_applies(x, self.weight):
+            return super().forward(x)
+        if (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+            y = _OneDNNConvolution.apply(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
+                                         self.groups)
+        else:
+            y = torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
+                                                  self.dilation, self.groups)
+        # oneDNN answers a one-channel input (both layouts at once) in the default layout: keep channels-last
+        return to_channels_last(y)
+
+
+class PointwiseConv3d(Conv3d):
+    """``nn.Conv3d(in_channels, out_channels, 1)`` on oneDNN (see :class:`Conv3d`). Parameters
+    ``weight (C_out, C_in, 1, 1, 1)`` and ``bias (C_out)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        check_positive_ints("PointwiseConv3d", in_channels=in_channels, out_channels=out_channels)
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+
+class PatchExpandConv3d(nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d(in_channels, out_channels, kernel_size=stride, stride=stride)``: every input voxel
+    writes its own non-overlapping ``s_D x s_H x s_W`` block, so on channels-last CPU tensors it runs as one
+    ``F.linear`` to ``prod(stride) * C_out`` channels and a 3-D pixel shuffle (see the module docstring).
+    Parameters ``weight (C_in, C_out, s_D, s_H, s_W)`` and ``bias (C_out)``, as ``nn.ConvTranspose3d``'s."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: Union[int, Sequence[int]] = 2) -> None:
+        check_positive_ints("PatchExpandConv3d", in_channels=in_channels, out_channels=out_channels)
+        s = (stride,) * 3 if isinstance(stride, int) else tuple(int(v) for v in stride)
+        if len(s) != 3 or any(v < 1 for v in s):
+            raise ValueError(f"PatchExpandConv3d: stride must be a positive int or one per axis (D, H, W), "
+                             f"got {stride!r}")
+        super().__init__(in_channels, out_channels, s, s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not is_channels_last(x):
+            return super().forward(x)
+        b, _, d, h, w = x.shape
+        sd, sh, sw = self.stride
+        o = self.out_channels
+        # columns ordered (i, j, k, o): the output channel stays innermost through the shuffle, and the bias is
+        # the same for every (i, j, k), so it repeats into the matrix product
+        weight = self.weight.permute(0, 2, 3, 4, 1).reshape(self.in_channels, sd * sh * sw * o).t()
+        bias = None if self.bias is None else self.bias.repeat(sd * sh * sw)
+        y = F.linear(x.permute(0, 2, 3, 4, 1), weight, bias)  # (B, D, H, W, sd*sh*sw*o)
+        y = y.view(b, d, h, w, sd, sh, sw, o).permute(0, 1, 4, 2, 5, 3, 6, 7)
+        y = y.reshape(b, d * sd, h * sh, w * sw, o)
+        return y.permute(0, 4, 1, 2, 3)
