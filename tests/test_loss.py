@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from nnunetv2_lightmedseg import BoundaryCompoundLoss
-from nnunetv2_lightmedseg.loss.boundary_compound import boundary_band
+from nnunetv2_lightmedseg.loss.boundary_compound import boundary_band, max_filter3
 
 
 def _labels(b=2, shape=(16, 16, 16), seed=0):
@@ -21,6 +21,16 @@ def _onehot(t, c):
 
 
 # --------------------------------------------------------------------------------------------------- band
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6, 7), (1, 2, 1, 4, 3), (3, 2, 9, 10)])
+def test_max_filter_equals_kernel3_max_pooling(shape):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    pool = torch.nn.functional.max_pool3d if len(shape) == 5 else torch.nn.functional.max_pool2d
+    assert torch.equal(max_filter3(x), pool(x, 3, stride=1, padding=1))
+    b = (torch.rand(shape) > 0.7).float()
+    assert torch.equal(max_filter3(b), pool(b, 3, stride=1, padding=1))
+
+
 def test_band_of_a_cube_is_the_two_voxel_shell():
     m = torch.zeros(1, 1, 7, 7, 7)
     m[..., 2:5, 2:5, 2:5] = 1  # 3^3 cube

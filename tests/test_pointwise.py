@@ -88,6 +88,10 @@ def test_patch_expand_equals_transposed_conv_in_value_gradient_and_layout(stride
     assert y.shape == y_ref.shape == (2, 4, shape[0] * s[0], shape[1] * s[1], shape[2] * s[2])
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
     assert y.is_contiguous(memory_format=CHANNELS_LAST)
+    with torch.no_grad():  # inference: the matrix-product route
+        y_inf = m(x)
+    torch.testing.assert_close(y_inf, y_ref.detach(), rtol=1e-5, atol=1e-5)
+    assert y_inf.is_contiguous(memory_format=CHANNELS_LAST)
     g = torch.randn_like(y_ref)
     y.backward(g)
     y_ref.backward(g)

@@ -65,6 +65,24 @@ from torch import nn
 from nnunetv2.utilities.ddp_allgather import AllGatherGrad
 
 
+def max_filter3(x: torch.Tensor) -> torch.Tensor:
+    """Maximum over each voxel's 3x3x3 (2D: 3x3) neighbourhood, clipped at the borders: the values of
+    ``max_pool3d(x, 3, stride=1, padding=1)``, computed as two shifted ``torch.maximum`` per axis (the maximum over
+    a box is the maximum of the per-axis maxima). The band's two 27-neighbour poolings were 8 % of a hippocampus
+    training step (33 ms of 437, 7 x 2 x 40 x 56 x 40, 2 threads, torch.profiler); this takes 2.2 ms where the
+    pooling took 29 (one thread). Not differentiable in place (the band is computed under ``no_grad``)."""
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        y = x.clone()
+        if n > 1:
+            left = y.narrow(axis, 1, n - 1)  # y[i] = max(x[i], x[i - 1])
+            torch.maximum(left, x.narrow(axis, 0, n - 1), out=left)
+            right = y.narrow(axis, 0, n - 1)  # y[i] = max(y[i], x[i + 1])
+            torch.maximum(right, x.narrow(axis, 1, n - 1), out=right)
+        x = y
+    return x
+
+
 def boundary_band(mask: torch.Tensor, unknown: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Class-boundary band of binary masks (paper §3.7), on the masks' device.
 
@@ -77,11 +95,10 @@ def boundary_band(mask: torch.Tensor, unknown: Optional[torch.Tensor] = None) ->
         bool tensor like ``mask``: ``dilate(mask) != erode(mask)`` with a kernel-3 chessboard (L-inf)
         neighbourhood, i.e. the voxels within L-inf distance 1 of the class's boundary on either side.
     """
-    pool = F.max_pool3d if mask.ndim == 5 else F.max_pool2d
     m = mask.float()
     inside_or_unknown = m if unknown is None else torch.maximum(m, unknown.float())
-    dilated = pool(m, kernel_size=3, stride=1, padding=1)
-    eroded = 1 - pool(1 - inside_or_unknown, kernel_size=3, stride=1, padding=1)
+    dilated = max_filter3(m)
+    eroded = 1 - max_filter3(1 - inside_or_unknown)
     band = dilated != eroded
     if unknown is not None:
         band &= ~unknown
@@ -181,21 +198,22 @@ class BoundaryCompoundLoss(nn.Module):
                                                  self.max_class_weight)
             fg_band = boundary_band(y[:, 1:], None if valid is None else ~valid)
 
-        # CE, each voxel weighted by its class's weight (normalised by the weight sum, as torch does)
+        logp = torch.log_softmax(logits, 1)
+        # CE, each voxel weighted by its class's weight (normalised by the weight sum, as torch does); cross_entropy
+        # is nll_loss of log_softmax, which the Dice and band terms need anyway (one log_softmax, not two)
         ce_target = labels[:, 0] if valid is None else torch.where(valid[:, 0], labels[:, 0],
                                                                    torch.full_like(labels[:, 0], -100))
         if valid is None or valid.any():
-            ce = F.cross_entropy(logits, ce_target, weight=class_w, ignore_index=-100)
+            ce = F.nll_loss(logp, ce_target, weight=class_w, ignore_index=-100)
         else:
             ce = logits.sum() * 0.0
 
-        logp = torch.log_softmax(logits, 1)
         probs = logp.exp()
         dice = self._weighted_soft_dice(probs[:, 1:], y[:, 1:], None if valid is None else valid.float(),
                                         class_w[1:])
         # log(1 - p) from log p; clamp keeps it finite where p rounds to 1 (torch's BCE clamps logs at -100)
         log1mp = torch.log((-torch.expm1(logp[:, 1:])).clamp_min(1e-30))
-        bce = -(y[:, 1:] * logp[:, 1:] + (1 - y[:, 1:]) * log1mp)
+        bce = -torch.where(y[:, 1:] > 0, logp[:, 1:], log1mp)  # y is one-hot: y log p + (1 - y) log(1 - p)
         boundary = self._band_term(bce, fg_band, class_w[1:])
         return {"dice": dice, "ce": ce, "boundary": boundary, "class_weights": class_w}
 

@@ -15,11 +15,17 @@ Why, measured with ``torch.profiler`` on the 2-core CPU (torch 2.14, oneDNN 3.12
   the parent class's ``forward`` runs unchanged (CUDA, bf16/fp16 autocast, exported graphs).
 * :class:`PointwiseConv3d` is :class:`Conv3d` with a 1x1x1 kernel.
 * :class:`PatchExpandConv3d` (transposed convolution whose kernel equals its stride, the decoder's and the
-  head's upsampling) runs as one matrix product ``(voxels x C_in) @ (C_in x prod(stride) C_out)`` over
-  channels-last memory followed by a 3-D pixel shuffle: every input voxel writes its own non-overlapping block.
-  PyTorch sends these to ``slow_conv_transpose3d`` (single-threaded col2vol, default layout).
+  head's upsampling) runs, for inference, as one matrix product ``(voxels x C_in) @ (C_in x prod(stride) C_out)``
+  over channels-last memory followed by a 3-D pixel shuffle: every input voxel writes its own non-overlapping
+  block. PyTorch sends these to ``slow_conv_transpose3d`` (col2vol, default layout): the head of a 1x4x128^3
+  forward took 43 ms there and 17 ms as a matrix product (2 threads). With gradients the matrix product and the
+  shuffle's backward cost more than ``slow_conv_transpose3d``'s (9.6 vs 6.9 ms forward + backward for the
+  hippocampus head, batch 7), so training keeps the transposed convolution, its output put back in channels-last.
 
-``torch.utils.flop_counter`` counts ``2 x MACs`` for every route, so the network's published FLOPs do not move.
+``torch.utils.flop_counter`` counts ``2 x MACs`` for every route, so the network's published FLOPs do not move
+(it has no formula for ``aten.mkldnn_convolution``; importing this module registers the one it uses for
+``aten.convolution``). Under ``torch.compile`` the parent classes' convolutions run: inductor plans its own oneDNN
+kernels (and dynamo cannot trace oneDNN availability checks).
 
 Shapes: :class:`Conv3d` as ``nn.Conv3d``; :class:`PointwiseConv3d` ``(B, C_in, D, H, W) -> (B, C_out, D, H, W)``;
 :class:`PatchExpandConv3d` ``(B, C_in, D, H, W) -> (B, C_out, s_D D, s_H H, s_W W)`` with stride ``s`` (an int or
@@ -32,17 +38,30 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
 from .checks import check_positive_ints
 from .layout import CHANNELS_LAST, cpu_layout_applies, is_channels_last, to_channels_last
 
 
+#: oneDNN is built into this PyTorch (a constant: dynamo refuses to trace the check itself)
+ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available()
+
+
+@register_flop_formula(torch.ops.aten.mkldnn_convolution)
+def _mkldnn_convolution_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``aten.mkldnn_convolution`` for ``torch.utils.flop_counter``: those of the same convolution."""
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True where :class:`Conv3d` calls oneDNN directly: float32 CPU tensors under the CPU layout rule, oneDNN
-    built in and enabled, no CPU autocast (which would hand the convolution bf16/fp16 inputs)."""
+    built in and enabled, no CPU autocast (which would hand the convolution bf16/fp16 inputs), not while
+    ``torch.compile`` traces."""
+    if torch.compiler.is_compiling() or not ONEDNN_AVAILABLE:
+        return False
     return (cpu_layout_applies(x) and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled("cpu"))
+            and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu"))
 
 
 def _transposed_kernel(weight: torch.Tensor, groups: int) -> Optional[torch.Tensor]:
@@ -102,7 +121,7 @@ class Conv3d(nn.Conv3d):
         if self.padding_mode != "zeros" or isinstance(self.padding, str) or not onednn_applies(x, self.weight):
             return super().forward(x)
         if (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+                and not torch.jit.is_tracing()):
             y = _OneDNNConvolution.apply(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
                                          self.groups)
         else:
@@ -138,6 +157,8 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not is_channels_last(x):
             return super().forward(x)
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return to_channels_last(super().forward(x))
         b, _, d, h, w = x.shape
         sd, sh, sw = self.stride
         o = self.out_channels

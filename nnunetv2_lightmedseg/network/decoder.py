@@ -37,7 +37,7 @@ class DecoderStage(nn.Module):
                    else PointwiseConv3d(in_channels, out_channels))
         self.pos = AnchorPositionBias(num_anchors, out_channels) if num_anchors else None
         self.fuse = nn.Sequential(PointwiseConv3d(out_channels + skip_channels, out_channels),
-                                  nn.GroupNorm(4, out_channels), nn.SiLU(inplace=True))
+                                  nn.GroupNorm(4, out_channels), nn.SiLU())
         self.fuse_se = SqueezeExcite3D(out_channels, se_reduction)
         self.paths = AdaptiveThreePath(out_channels, dense=dense, kernel_size=kernel_size)
         self.se = SqueezeExcite3D(out_channels, se_reduction)

@@ -310,8 +310,10 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
     # ---------------------------------------------------------------------------------------------------- #
     # optimiser and schedule
     def configure_optimizers(self):
+        # fused AdamW on the CPU (one kernel for all parameters instead of ~20 foreach ops; same update rule)
         optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr,
-                                      weight_decay=self.weight_decay, betas=self.adamw_betas)
+                                      weight_decay=self.weight_decay, betas=self.adamw_betas,
+                                      fused=True if self.device.type == "cpu" else None)
         total = self.num_epochs * self.num_iterations_per_epoch
         warmup = min(total, max(1, int(round(self.warmup_fraction * total))))
         scheduler = WarmupCosineLRScheduler(optimizer, self.initial_lr, self.min_lr, total, warmup,

@@ -34,8 +34,9 @@ class AdaptiveThreePath(nn.Module):
     def forward(self, x: torch.Tensor, return_weights: bool = False):
         w = torch.softmax(self.blend(x), dim=1)
         # w0 * depthwise + w1 * ghost + w2 * pointwise in three full-size ops (addcmul: a + b * c) instead of five
-        y = torch.addcmul(torch.addcmul(w[:, 2:3] * self.pointwise(x), w[:, 1:2], self.ghost(x)),
-                          w[:, 0:1], self.depthwise(x))
+        # split, not slices: its backward (a cat) keeps the gradient channels-last (a slice's writes into zeros)
+        w0, w1, w2 = w.split(1, dim=1)
+        y = torch.addcmul(torch.addcmul(w2 * self.pointwise(x), w1, self.ghost(x)), w0, self.depthwise(x))
         if return_weights:
             return y, w
         return y

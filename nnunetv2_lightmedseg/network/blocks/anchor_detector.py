@@ -41,10 +41,10 @@ class GlobalAnchorDetector(nn.Module):
         c = in_channels
         for s, k in zip(strides, kernel_sizes):
             pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
-            layers += [Conv3d(c, width, k, s, pad), nn.GroupNorm(4, width), nn.SiLU(inplace=True)]
+            layers += [Conv3d(c, width, k, s, pad), nn.GroupNorm(4, width), nn.SiLU()]
             c = width
         self.features = nn.Sequential(*layers)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(inplace=True), nn.Linear(hidden, 3 * num_anchors))
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, 3 * num_anchors))
         self.num_anchors = num_anchors
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ class GhostConv3D(nn.Module):
             # depthwise: every primary channel synthesises exactly one ghost channel
             self.cheap = Conv3d(half, half, kernel_size, 1, pad, groups=half)
         self.norm = nn.GroupNorm(norm_groups, out_channels)
-        self.act = nn.SiLU(inplace=True) if activation else nn.Identity()
+        self.act = nn.SiLU() if activation else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.primary(x)

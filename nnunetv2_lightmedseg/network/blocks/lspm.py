@@ -56,7 +56,7 @@ class LocalStructuralPrior(nn.Module):
         # start as a box filter (1/27 for 3x3x3): R is then a true high-pass
         nn.init.constant_(self.smooth.weight, 1.0 / self.smooth.weight[0, 0].numel())
         self.gate = nn.Sequential(
-            Conv3d(channels, hidden, k, 1, pad), nn.GroupNorm(norm_groups, hidden), nn.SiLU(inplace=True),
+            Conv3d(channels, hidden, k, 1, pad), nn.GroupNorm(norm_groups, hidden), nn.SiLU(),
             Conv3d(hidden, 1, k, 1, pad),
         )
         self.to_expert_weights = PointwiseConv3d(1, 2)
@@ -79,7 +79,9 @@ class LocalStructuralPrior(nn.Module):
         e = self.experts(f0)
         c = self.out_channels
         # w0 * e0 + w1 * e1 with w0 + w1 = 1, as one op: e1 + w0 * (e0 - e1)
-        mixed = torch.lerp(e[:, c:], e[:, :c], w[:, 0:1].to(e.dtype))  # lerp needs one dtype (autocast)
+        # split, not slices: its backward (a cat) keeps the gradient channels-last; lerp needs one dtype (autocast)
+        e0, e1 = e.split(c, dim=1)
+        mixed = torch.lerp(e1, e0, w.split(1, dim=1)[0].to(e.dtype))
         if return_gate:
             return mixed, t, g, w
         return mixed, t

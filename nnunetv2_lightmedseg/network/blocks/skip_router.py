@@ -90,7 +90,7 @@ class MultiScaleSkipRouter(nn.Module):
         if routed:
             self.proj = nn.ModuleList(PointwiseConv3d(c, routed_channels) for c in encoder_widths)
             self.controller = nn.Sequential(
-                PointwiseConv3d(len(encoder_widths) * routed_channels, controller_hidden), nn.SiLU(inplace=True),
+                PointwiseConv3d(len(encoder_widths) * routed_channels, controller_hidden), nn.SiLU(),
                 PointwiseConv3d(controller_hidden, len(encoder_widths)),
             )
             self.out = nn.ModuleList(PointwiseConv3d(routed_channels, decoder_widths[k]) for k in (0, 1))
@@ -121,8 +121,9 @@ class MultiScaleSkipRouter(nn.Module):
             else:  # coarser grid: project where it is cheap, then upsample
                 aligned.append(resample_between(self.proj[s](f), source, target))
         w = torch.softmax(self.controller(torch.cat(aligned, dim=1)), dim=1)
-        fused = w[:, 0:1] * aligned[0]
+        ws = w.split(1, dim=1)  # not slices: the backward of split (a cat) keeps the gradient channels-last
+        fused = ws[0] * aligned[0]
         for s in range(1, len(aligned)):
-            fused = torch.addcmul(fused, w[:, s:s + 1], aligned[s])  # fused + w_s * aligned_s, one op
+            fused = torch.addcmul(fused, ws[s], aligned[s])  # fused + w_s * aligned_s, one op
         y = self.out[k](fused)
         return (y, w) if return_weights else y
