@@ -90,8 +90,12 @@ def test_patch_expand_equals_transposed_conv_in_value_gradient_and_layout(stride
     assert y.is_contiguous(memory_format=CHANNELS_LAST)
     with torch.no_grad():  # inference: the matrix-product route
         y_inf = m(x)
+        m.channels_last_output = False  # the head's: straight into the default layout
+        y_default = m(x)
     torch.testing.assert_close(y_inf, y_ref.detach(), rtol=1e-5, atol=1e-5)
     assert y_inf.is_contiguous(memory_format=CHANNELS_LAST)
+    torch.testing.assert_close(y_default, y_ref.detach(), rtol=1e-5, atol=1e-5)
+    assert y_default.is_contiguous()
     g = torch.randn_like(y_ref)
     y.backward(g)
     y_ref.backward(g)

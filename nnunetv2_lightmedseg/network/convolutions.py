@@ -146,13 +146,17 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
     ``F.linear`` to ``prod(stride) * C_out`` channels and a 3-D pixel shuffle (see the module docstring).
     Parameters ``weight (C_in, C_out, s_D, s_H, s_W)`` and ``bias (C_out)``, as ``nn.ConvTranspose3d``'s."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: Union[int, Sequence[int]] = 2) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: Union[int, Sequence[int]] = 2,
+                 channels_last_output: bool = True) -> None:
         check_positive_ints("PatchExpandConv3d", in_channels=in_channels, out_channels=out_channels)
         s = (stride,) * 3 if isinstance(stride, int) else tuple(int(v) for v in stride)
         if len(s) != 3 or any(v < 1 for v in s):
             raise ValueError(f"PatchExpandConv3d: stride must be a positive int or one per axis (D, H, W), "
                              f"got {stride!r}")
         super().__init__(in_channels, out_channels, s, s)
+        #: inference route's output layout: channels-last for the decoder, the default layout for the network's
+        #: output (the head), which is returned in it: one copy (the shuffle) instead of two
+        self.channels_last_output = channels_last_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not is_channels_last(x):
@@ -166,7 +170,8 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
         # the same for every (i, j, k), so it repeats into the matrix product
         weight = self.weight.permute(0, 2, 3, 4, 1).reshape(self.in_channels, sd * sh * sw * o).t()
         bias = None if self.bias is None else self.bias.repeat(sd * sh * sw)
-        y = F.linear(x.permute(0, 2, 3, 4, 1), weight, bias)  # (B, D, H, W, sd*sh*sw*o)
-        y = y.view(b, d, h, w, sd, sh, sw, o).permute(0, 1, 4, 2, 5, 3, 6, 7)
-        y = y.reshape(b, d * sd, h * sh, w * sw, o)
+        y = F.linear(x.permute(0, 2, 3, 4, 1), weight, bias).view(b, d, h, w, sd, sh, sw, o)
+        if not self.channels_last_output:  # shuffle straight into (B, O, D', H', W'), the default layout
+            return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, o, d * sd, h * sh, w * sw).contiguous()
+        y = y.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d * sd, h * sh, w * sw, o)
         return y.permute(0, 4, 1, 2, 3)

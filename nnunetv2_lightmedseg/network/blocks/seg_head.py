@@ -33,7 +33,8 @@ class SegmentationHead(nn.Module):
         if upsample:
             # kernel = stride = the stem's (per axis: (1, 2, 2) on thick-slice plans, see network/schedule.py)
             stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
-            layers.append(PatchExpandConv3d(num_classes, num_classes, stride))
+            # the logits leave the network in the default layout: shuffle straight into it (see PatchExpandConv3d)
+            layers.append(PatchExpandConv3d(num_classes, num_classes, stride, channels_last_output=False))
         self.seg_layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
