@@ -97,3 +97,36 @@ class nnUNetTrainer_StockCurve_1ep(_StockStudy):
 
 class nnUNetTrainer_StockCurve_5ep(_StockStudy):
     num_epochs_override = 5
+
+
+# the paper's ablation on real data (issue 8, item 3): the final recipe (peak LR 3e-3, clamp [1/3, 3]) spelled out,
+# 5 x 250 iterations, one network change each (options from the package's variant registry, as
+# nnUNetTrainer_LightMedSeg_<Variant> uses them), plus the default trained by the same code for the paired
+# comparison. Two at a time, one thread each (STUDY_THREADS=1), nnUNet_n_proc_DA=1.
+from nnunetv2_lightmedseg.network.variants import (ANCHORS16, ANCHORS32, FULL_RESOLUTION_DECODER,  # noqa: E402
+                                                   NO_ANCHORS, NO_LSPM, NO_SKIP_ROUTER, STANDARD_CONV)
+
+_FINAL = {"num_epochs": 5, "initial_lr": 3e-3, "save_every": 1}
+_FINAL_LOSS = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
+
+
+def _ablation(name: str, options) -> type:
+    return type(name, (_Study,), {"__module__": __name__, "__qualname__": name, "training_options": _FINAL,
+                                  "loss_options": _FINAL_LOSS, "network_options": dict(options)})
+
+
+nnUNetTrainer_LMSAbl_default_5ep = _ablation("nnUNetTrainer_LMSAbl_default_5ep", {})
+nnUNetTrainer_LMSAbl_standard_5ep = _ablation("nnUNetTrainer_LMSAbl_standard_5ep", STANDARD_CONV.options)
+nnUNetTrainer_LMSAbl_nolspm_5ep = _ablation("nnUNetTrainer_LMSAbl_nolspm_5ep", NO_LSPM.options)
+nnUNetTrainer_LMSAbl_noanchors_5ep = _ablation("nnUNetTrainer_LMSAbl_noanchors_5ep", NO_ANCHORS.options)
+nnUNetTrainer_LMSAbl_noskiprouter_5ep = _ablation("nnUNetTrainer_LMSAbl_noskiprouter_5ep", NO_SKIP_ROUTER.options)
+nnUNetTrainer_LMSAbl_anchors16_5ep = _ablation("nnUNetTrainer_LMSAbl_anchors16_5ep", ANCHORS16.options)
+nnUNetTrainer_LMSAbl_anchors32_5ep = _ablation("nnUNetTrainer_LMSAbl_anchors32_5ep", ANCHORS32.options)
+
+
+# the long run of reading B (full-resolution last decoder stage), the lever for the 0.86 target: 30 x 250
+# iterations, final recipe, checkpoint every epoch. Alone, STUDY_THREADS=2.
+class nnUNetTrainer_LMSLongFullRes_30ep(_Study):
+    training_options = {"num_epochs": 30, "initial_lr": 3e-3, "save_every": 1}
+    loss_options = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
+    network_options = dict(FULL_RESOLUTION_DECODER.options)
