@@ -17,6 +17,23 @@ def _cl(*shape):
     return torch.randn(*shape).contiguous(memory_format=CHANNELS_LAST)
 
 
+def _assert_same_as(m: nn.Module, ref: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``m`` and ``ref`` (same state dict) give the same output and the same gradients for input, weight and bias
+    (<= 1e-5; weight sums over many voxels 1e-4 relative); returns ``m``'s output (with gradients)."""
+    x = x.detach().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    y, y_ref = m(x), ref(x_ref)
+    assert y.shape == y_ref.shape
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y_ref)
+    y.backward(g)
+    y_ref.backward(g)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    for a, b in ((m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    return y
+
+
 @pytest.mark.parametrize("cin,cout,shape", [(16, 16, (2, 6, 5, 7)), (1, 2, (3, 4, 4, 5)), (256, 64, (1, 3, 4, 3))])
 def test_pointwise_conv_equals_conv3d_in_value_gradient_and_layout(cin, cout, shape):
     torch.manual_seed(0)
@@ -24,17 +41,8 @@ def test_pointwise_conv_equals_conv3d_in_value_gradient_and_layout(cin, cout, sh
     ref = nn.Conv3d(cin, cout, 1)
     ref.load_state_dict(m.state_dict())  # same keys and shapes as nn.Conv3d(k=1): checkpoints load unchanged
     b, d, h, w = shape
-    x = _cl(b, cin, d, h, w).requires_grad_()
-    x_ref = x.detach().clone().requires_grad_()
-    y, y_ref = m(x), ref(x_ref)
-    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    y = _assert_same_as(m, ref, _cl(b, cin, d, h, w))
     assert y.is_contiguous(memory_format=CHANNELS_LAST)
-    g = torch.randn_like(y_ref)
-    y.backward(g)
-    y_ref.backward(g)
-    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(m.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(m.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -49,15 +57,7 @@ def test_onednn_conv_equals_conv3d_in_value_and_every_gradient(kwargs):
     m = Conv3d(**kwargs)
     ref = nn.Conv3d(**kwargs)
     ref.load_state_dict(m.state_dict())
-    x = _cl(2, kwargs["in_channels"], 6, 7, 5).requires_grad_()
-    x_ref = x.detach().clone().requires_grad_()
-    y, y_ref = m(x), ref(x_ref)
-    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
-    g = torch.randn_like(y_ref)
-    y.backward(g)
-    y_ref.backward(g)
-    for a, b in ((x.grad, x_ref.grad), (m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    _assert_same_as(m, ref, _cl(2, kwargs["in_channels"], 6, 7, 5))
 
 
 def test_onednn_conv_runs_the_parent_off_the_cpu_float32_route():
@@ -82,26 +82,19 @@ def test_patch_expand_equals_transposed_conv_in_value_gradient_and_layout(stride
     s = (stride,) * 3 if isinstance(stride, int) else stride
     ref = nn.ConvTranspose3d(6, 4, s, s)
     ref.load_state_dict(m.state_dict())
-    x = _cl(2, 6, *shape).requires_grad_()
-    x_ref = x.detach().clone().requires_grad_()
-    y, y_ref = m(x), ref(x_ref)
-    assert y.shape == y_ref.shape == (2, 4, shape[0] * s[0], shape[1] * s[1], shape[2] * s[2])
-    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    x = _cl(2, 6, *shape)
+    y = _assert_same_as(m, ref, x)  # with gradients: PyTorch's transposed conv, output put back in channels-last
+    assert y.shape == (2, 4, shape[0] * s[0], shape[1] * s[1], shape[2] * s[2])
     assert y.is_contiguous(memory_format=CHANNELS_LAST)
     with torch.no_grad():  # inference: the matrix-product route
+        y_ref = ref(x)
         y_inf = m(x)
         m.channels_last_output = False  # the head's: straight into the default layout
         y_default = m(x)
-    torch.testing.assert_close(y_inf, y_ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y_inf, y_ref, rtol=1e-5, atol=1e-5)
     assert y_inf.is_contiguous(memory_format=CHANNELS_LAST)
-    torch.testing.assert_close(y_default, y_ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y_default, y_ref, rtol=1e-5, atol=1e-5)
     assert y_default.is_contiguous()
-    g = torch.randn_like(y_ref)
-    y.backward(g)
-    y_ref.backward(g)
-    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(m.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(m.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("build,match", [

@@ -19,12 +19,18 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
 
-class _Study(nnUNetTrainer_LightMedSeg):
+class _StudyThreads:
+    """After nnU-Net's initialize: the CPU thread count of the study (``STUDY_THREADS``), written to the log."""
+
     def initialize(self):
         super().initialize()
         if self.device.type == "cpu":
             torch.set_num_threads(int(os.environ.get("STUDY_THREADS", os.environ.get("EXP_THREADS", "1"))))
             self.print_to_log_file(f"threads {torch.get_num_threads()}")
+
+
+class _Study(_StudyThreads, nnUNetTrainer_LightMedSeg):
+    pass
 
 
 # round 1: peak learning rate (everything else as the package had it at bae9a94)
@@ -75,7 +81,7 @@ class nnUNetTrainer_LMSLong_30ep(_Study):
 # learning curves (issue 8, item 2): stock nnU-Net at 250 and 1,250 iterations, unchanged except the number of
 # epochs (as nnU-Net's own nnUNetTrainer_1epoch / _5epochs), the thread count, and a checkpoint every epoch so
 # that the two-hour 1,250-iteration run can be resumed with --c. Run alone, STUDY_THREADS=2, nnUNet_n_proc_DA=1.
-class _StockStudy(nnUNetTrainer):
+class _StockStudy(_StudyThreads, nnUNetTrainer):
     num_epochs_override = 5
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -83,12 +89,6 @@ class _StockStudy(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = self.num_epochs_override
         self.save_every = 1
-
-    def initialize(self):
-        super().initialize()
-        if self.device.type == "cpu":
-            torch.set_num_threads(int(os.environ.get("STUDY_THREADS", os.environ.get("EXP_THREADS", "1"))))
-            self.print_to_log_file(f"threads {torch.get_num_threads()}")
 
 
 class nnUNetTrainer_StockCurve_1ep(_StockStudy):
