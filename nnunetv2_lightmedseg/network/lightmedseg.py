@@ -67,9 +67,9 @@ output always has the input's spatial size. Each axis must be at least its divis
 On CPU the network runs in ``torch.channels_last_3d`` memory format (PyTorch's oneDNN 3D convolutions are
 ~2x faster in it, their backward passes ~3x): the input is converted on entry and every block keeps that layout,
 also after a one-channel image and after the ops that would drop it (:mod:`.layout`); the output is returned in
-the default format. Every 1x1x1 convolution and every transposed convolution whose kernel equals its stride runs
-as one matrix product over channels-last memory (:mod:`.convolutions`; same parameters, keys and
-mathematics). The conversion is left out while the legacy ONNX exporter traces the network (ONNX has no memory
+the default format. Every convolution calls oneDNN directly (PyTorch would send batch-1 small-grid convolutions
+to a slow fallback), and the upsampling transposed convolutions run as one matrix product at inference
+(:mod:`.convolutions`; same parameters, keys and mathematics). The conversion is left out while the legacy ONNX exporter traces the network (ONNX has no memory
 layouts); the checks are constants for torch.compile and torch.export, which keep it, as does ``torch.jit.trace``.
 
 Shapes: ``(B, input_channels, D, H, W) -> (B, num_classes, D, H, W)``.
