@@ -18,7 +18,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["nnunetv2_lightmedseg", "nnunetv2_lightmedseg.*"]),
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.4",  # fused AdamW on the CPU, torch.is_autocast_enabled(device_type) (network/convolutions.py)
         "nnunetv2>=2.8",
         "batchgenerators>=0.25",
         "SimpleITK>=2.2",
