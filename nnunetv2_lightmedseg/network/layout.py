@@ -1,4 +1,4 @@
-"""Memory layout of LightMedSeg on the CPU: one rule, used by the network, the blocks and the pointwise convs.
+"""Memory layout of LightMedSeg on the CPU: one rule, used by the network, its blocks and its convolutions.
 
 On the CPU the network runs in ``torch.channels_last_3d`` (oneDNN's 3-D convolutions are ~2x faster in it, and
 their backward passes ~3x: depthwise 3x3x3 weight/input gradients over 7 x 16 x 24 x 32 x 24 take 28 ms in
@@ -33,5 +33,5 @@ def to_channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
-    """True for a CPU tensor in channels-last memory under the layout rule (the pointwise convs' fast route)."""
+    """True for a CPU tensor in channels-last memory under the layout rule (PatchExpandConv3d's matrix route)."""
     return cpu_layout_applies(x) and x.is_contiguous(memory_format=CHANNELS_LAST)
