@@ -201,3 +201,27 @@ def test_resample_pow2_down_by_two_equals_trilinear():
     torch.testing.assert_close(resample_pow2(x, -1), F.interpolate(x, scale_factor=0.5, mode="trilinear"))
     assert resample_pow2(x, 2).shape[2:] == (32, 32, 32)
     assert resample_pow2(x, 0) is x
+
+
+# ------------------------------------------------------------------------------------------- segmentation head
+@pytest.mark.parametrize("stride,out_size", [(2, (10, 14, 9)), ((1, 2, 2), (6, 13, 16)), (2, (12, 16, 16))])
+@pytest.mark.parametrize("train", [True, False])
+def test_segmentation_head_crops_before_upsampling_to_the_same_logits(stride, out_size, train):
+    """``SegmentationHead(x, out_size)`` crops the half-resolution logits before the transposed conv (speed,
+    issue 10): the same numbers, and the same gradients, as upsampling everything and cropping the output."""
+    from nnunetv2_lightmedseg.network.blocks.seg_head import SegmentationHead
+    from nnunetv2_lightmedseg.network.layout import to_channels_last
+    torch.manual_seed(0)
+    head = SegmentationHead(8, 3, upsample=True, stride=stride).train(train)
+    s = (stride,) * 3 if isinstance(stride, int) else stride
+    x = to_channels_last(torch.randn(2, 8, *[-(-n // k) + 1 for n, k in zip(out_size, s)], requires_grad=train))
+    with torch.set_grad_enabled(train):
+        ref = head(x)[:, :, :out_size[0], :out_size[1], :out_size[2]]
+        got = head(x, out_size)
+    assert got.shape == (2, 3, *out_size) and torch.allclose(got, ref, atol=1e-6, rtol=0)
+    if train:
+        gy = torch.randn_like(ref)
+        g_ref = torch.autograd.grad(ref, [x, *head.parameters()], gy)
+        g_got = torch.autograd.grad(got, [x, *head.parameters()], gy)
+        assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-5) for a, b in zip(g_got, g_ref))
+        assert g_got[0][:, :, -1].abs().sum() == 0  # the extra row of input voxels feeds nothing that is kept

@@ -243,3 +243,34 @@ def test_dice_term_with_unit_weights_is_nnunets_memory_efficient_soft_dice(kind,
                                              smooth=1e-5, ddp=False)
         reference = nnunet(logits, target[:, :2], loss_mask=mask)
     assert float(terms["dice"]) == pytest.approx(1 + float(reference), abs=1e-6)
+
+
+@pytest.mark.parametrize("ignore", [None, 3])
+def test_label_band_term_equals_the_full_tensor_formula(ignore):
+    """The label-mode boundary term runs on the band voxels alone (speed, issue 10): same value and gradient as
+    the straightforward per-class band mean of ``-[y log p + (1 - y) log(1 - p)]`` over full tensors."""
+    t = _labels(b=3, shape=(12, 14, 10), seed=3)
+    if ignore is not None:
+        t[..., :2] = ignore
+    loss = BoundaryCompoundLoss(ignore_label=ignore)
+    x = torch.randn(3, 3, 12, 14, 10, requires_grad=True)  # the loss computes in float32
+    got = loss.terms(x, t)
+    g_got, = torch.autograd.grad(got["boundary"], x)
+
+    valid = None if ignore is None else t != ignore
+    labels = t if valid is None else torch.where(valid, t, torch.zeros_like(t))
+    y = _onehot(labels, 3).double()
+    if valid is not None:
+        y = y * valid
+    band = boundary_band(y[:, 1:], None if valid is None else ~valid)
+    p = torch.softmax(x.double(), 1)[:, 1:]
+    bce = -(y[:, 1:] * torch.log(p) + (1 - y[:, 1:]) * torch.log(1 - p))
+    size = band.double().sum((0, 2, 3, 4))
+    per_class = (bce * band).sum((0, 2, 3, 4)) / size
+    w = got["class_weights"][1:].double()
+    ref = (per_class * w).sum() / w.sum()
+    g_ref, = torch.autograd.grad(ref, x)
+    assert size.min() > 0 and ref > 0
+    assert torch.allclose(got["boundary"].double(), ref, rtol=1e-5, atol=0)
+    assert torch.allclose(g_got, g_ref, rtol=1e-4, atol=1e-6 * float(g_ref.abs().max()))
+    assert g_ref[:, 0].abs().sum() > 0  # the softmax couples the background's logit to the band term

@@ -20,7 +20,8 @@ Why, measured with ``torch.profiler`` on the 2-core CPU (torch 2.14, oneDNN 3.12
   block. PyTorch sends these to ``slow_conv_transpose3d`` (col2vol, default layout): the head of a 1x4x128^3
   forward took 43 ms there and 17 ms as a matrix product (2 threads). With gradients the matrix product and the
   shuffle's backward cost more than ``slow_conv_transpose3d``'s (9.6 vs 6.9 ms forward + backward for the
-  hippocampus head, batch 7), so training keeps the transposed convolution, its output put back in channels-last.
+  hippocampus head, batch 7), so training keeps the transposed convolution, its output put back in channels-last
+  (the head's left in the default layout, where the loss reads it).
 
 ``torch.utils.flop_counter`` counts ``2 x MACs`` for every route, so the network's published FLOPs do not move
 (it has no formula for ``aten.mkldnn_convolution``; importing this module registers the one it uses for
@@ -162,7 +163,8 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
         if not is_channels_last(x):
             return super().forward(x)
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            return to_channels_last(super().forward(x))
+            y = super().forward(x)  # slow_conv_transpose3d: the default layout
+            return to_channels_last(y) if self.channels_last_output else y
         b, _, d, h, w = x.shape
         sd, sh, sw = self.stride
         o = self.out_channels

@@ -359,10 +359,7 @@ class LightMedSeg(nn.Module):
             if k in self.aux_stages:
                 aux_feats[k] = d
 
-        out = self.head(d)
-        if any(pad):
-            out = out[:, :, :size[0], :size[1], :size[2]]
-        out = out.contiguous()
+        out = self.head(d, size if any(pad) else None).contiguous()
         if not (self.deep_supervision and self.aux_heads is not None and info is None):
             return out
         outputs = [out]

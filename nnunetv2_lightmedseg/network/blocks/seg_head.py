@@ -10,17 +10,24 @@ Both keep their class-dependent convolutions under a ``seg_layers`` attribute, a
   transposed convolution that restores the input grid. Keys ``head.seg_layers.0.*`` (1x1x1) and
   ``head.seg_layers.1.*`` (transposed conv, only when ``upsample``).
   Shapes: ``(B, C, D, H, W) -> (B, classes, 2D, 2H, 2W)`` (``upsample``; ``stride`` per axis in general) or ``(B, classes, D, H, W)``.
+  With ``out_size`` (the network's unpadded input size) the output is cropped to it, and with ``upsample`` the
+  crop is taken *before* the transposed convolution, at ``ceil(out_size / stride)``: its kernel equals its
+  stride, so every input voxel writes its own output block and the cropped logits are the same numbers. The
+  network pads its input to a multiple of 16 per axis (48 x 64 x 48 for the hippocampus patch of
+  40 x 56 x 40, 1.65x the voxels); upsampling only the voxels that are kept, in the default layout the loss
+  and the predictor read, saved the full-size crop copy and its backward pass (issue 10).
 * :class:`DeepSupervisionHeads` — not in the paper: one 1x1x1 convolution to the classes per supervised
   decoder stage, used only by the deep-supervision variant. Keys ``aux_heads.seg_layers.<i>.*``.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ..convolutions import PatchExpandConv3d, PointwiseConv3d
+from ..layout import to_channels_last
 
 
 class SegmentationHead(nn.Module):
@@ -37,9 +44,17 @@ class SegmentationHead(nn.Module):
             layers.append(PatchExpandConv3d(num_classes, num_classes, stride, channels_last_output=False))
         self.seg_layers = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.seg_layers:
-            x = layer(x)
+    def forward(self, x: torch.Tensor, out_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        x = self.seg_layers[0](x)
+        if len(self.seg_layers) > 1:
+            up = self.seg_layers[1]
+            if out_size is not None:
+                keep = [-(-int(n) // s) for n, s in zip(out_size, up.stride)]  # ceil(n / s) input voxels per axis
+                if keep != list(x.shape[2:]):
+                    x = to_channels_last(x[:, :, :keep[0], :keep[1], :keep[2]])  # a small copy (classes wide)
+            x = up(x)
+        if out_size is not None and list(x.shape[2:]) != [int(n) for n in out_size]:
+            x = x[:, :, :out_size[0], :out_size[1], :out_size[2]]
         return x
 
 
