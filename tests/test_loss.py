@@ -29,6 +29,7 @@ def test_max_filter_equals_kernel3_max_pooling(shape):
     assert torch.equal(max_filter3(x), pool(x, 3, stride=1, padding=1))
     b = (torch.rand(shape) > 0.7).float()
     assert torch.equal(max_filter3(b), pool(b, 3, stride=1, padding=1))
+    assert torch.equal(max_filter3(b.to(torch.uint8)), pool(b, 3, stride=1, padding=1).to(torch.uint8))  # the band's dtype
 
 
 def test_band_of_a_cube_is_the_two_voxel_shell():
