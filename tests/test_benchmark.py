@@ -294,6 +294,7 @@ def test_benchmark_results_cli_json_plot_and_dataset_resolution(two_trainers, tm
     assert png.read_bytes()[:4] == b"\x89PNG"
     text = capsys.readouterr().out
     assert "B/A median epoch time: 0.200" in text
+    assert "do not contain training randomness" in text and "training randomness" in out["method"]["scope"]
     # -d/-c/-tr resolve nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIG
     res = tmp_path / "results"
     ds = res / "Dataset996_Cmp"

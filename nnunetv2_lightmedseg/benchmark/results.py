@@ -22,6 +22,12 @@ from ..utils.tables import cell, table_lines
 EPOCH_TIME = re.compile(r"Epoch time:\s*([0-9.]+)\s*s")
 
 
+#: what the paired CI and tests do not contain (printed under the table, written to the JSON's ``method``)
+CI_SCOPE = ("The CI and tests are over cases, for these two trained models: they do not contain training randomness "
+            "(two trainings of one LightMedSeg recipe differed by 0.017 mean Dice on Dataset004 fold 0, "
+            "docs/benchmarks.md 3c); with one run per trainer, read differences of that size as noise.")
+
+
 # ---------------------------------------------------------------------------------------------- reading
 def epoch_times(fold_folder: str) -> List[float]:
     """All ``Epoch time: X s`` values of the fold's ``training_log_*.txt`` files (in file-name = time order).
@@ -211,6 +217,7 @@ def format_results(cmp: dict, name_a: str, name_b: str, times_a: Optional[dict] 
                      f"[{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}]", str(s["b_better"]), str(s["a_better"]),
                      "-" if s["wilcoxon_p"] is None else f"{s['wilcoxon_p']:.3g}", f"{s['sign_test_p']:.3g}"])
     lines += table_lines(head, body, indent="  ")
+    lines += [f"  {CI_SCOPE}"]
     if times_a is None or times_b is None:
         return "\n".join(lines)
     lines += ["", "Wall time per epoch (training_log_*.txt 'Epoch time')"]

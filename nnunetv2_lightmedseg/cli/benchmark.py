@@ -330,7 +330,8 @@ def run_results(args: argparse.Namespace) -> int:
            "folds": common, "validation": cmp,
            "method": {"difference": "B - A", "ci": f"paired percentile bootstrap, {args.bootstrap} resamples, "
                                                    f"seed {args.seed}", "tests": "Wilcoxon signed-rank, exact sign test",
-                      "fg_mean": "per case: mean Dice over foreground labels present (nnU-Net NaN = absent)"}}
+                      "fg_mean": "per case: mean Dice over foreground labels present (nnU-Net NaN = absent)",
+                      "scope": R.CI_SCOPE}}
 
     if args.test_images:
         folds_int = [int(f.replace("fold_", "")) if f.replace("fold_", "").isdigit() else f for f in common]
