@@ -159,6 +159,10 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
         #: output (the head), which is returned in it: one copy (the shuffle) instead of two
         self.channels_last_output = channels_last_output
 
+    def input_extent(self, out_size: int, axis: int) -> int:
+        """Input voxels along ``axis`` that the first ``out_size`` output voxels read: ``ceil(out_size / s)``."""
+        return -(-int(out_size) // self.stride[axis])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not is_channels_last(x):
             return super().forward(x)
@@ -177,3 +181,38 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
             return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, o, d * sd, h * sh, w * sw).contiguous()
         y = y.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d * sd, h * sh, w * sw, o)
         return y.permute(0, 4, 1, 2, 3)
+
+
+class OverlapExpandConv3d(nn.ConvTranspose3d):
+    """Transposed convolution with kernel ``2 s`` and padding ``s / 2`` on every axis of stride ``s = 2`` (kernel
+    1 where ``s = 1``): the output has ``s x`` the input's size, as :class:`PatchExpandConv3d`'s, but every output
+    voxel mixes the 2 x 2 x 2 input voxels around it instead of copying one input voxel's block. Initialised as
+    trilinear interpolation of each channel (per-axis kernel ``[1/4, 3/4, 3/4, 1/4]``, no cross-channel terms,
+    zero bias), which the training then adapts. ``weight (C_in, C_out, k_D, k_H, k_W)`` and ``bias (C_out)``, as
+    ``nn.ConvTranspose3d``'s. Runs as PyTorch's transposed convolution in the default layout.
+
+    Shapes: ``(B, C_in, D, H, W) -> (B, C_out, s_D D, s_H H, s_W W)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: Union[int, Sequence[int]] = 2) -> None:
+        check_positive_ints("OverlapExpandConv3d", in_channels=in_channels, out_channels=out_channels)
+        s = (stride,) * 3 if isinstance(stride, int) else tuple(int(v) for v in stride)
+        if len(s) != 3 or any(v not in (1, 2) for v in s):
+            raise ValueError(f"OverlapExpandConv3d: stride must be 1 or 2 per axis (D, H, W), got {stride!r}")
+        kernel = tuple(2 * v if v > 1 else 1 for v in s)
+        padding = tuple(v // 2 for v in s)
+        super().__init__(in_channels, out_channels, kernel, s, padding)
+        with torch.no_grad():
+            self.weight.zero_()
+            taps = [torch.tensor([0.25, 0.75, 0.75, 0.25]) if k == 4 else torch.ones(1) for k in kernel]
+            kernel3d = taps[0][:, None, None] * taps[1][None, :, None] * taps[2][None, None, :]
+            for c in range(min(in_channels, out_channels)):
+                self.weight[c, c] = kernel3d
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def input_extent(self, out_size: int, axis: int) -> int:
+        """Input voxels along ``axis`` that the first ``out_size`` output voxels read (the head crops to them)."""
+        return (int(out_size) - 1 + self.padding[axis]) // self.stride[axis] + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.contiguous())

@@ -86,7 +86,7 @@ from .blocks.anchor_detector import GlobalAnchorDetector
 from .blocks.ghost_conv import GhostConv3D
 from .blocks.lspm import TEXTURE_NORMS, LocalStructuralPrior
 from .convolutions import PointwiseConv3d
-from .blocks.seg_head import DeepSupervisionHeads, SegmentationHead, rename_legacy_head_keys
+from .blocks.seg_head import HEAD_UPSAMPLING, DeepSupervisionHeads, SegmentationHead, rename_legacy_head_keys
 from .blocks.skip_router import MultiScaleSkipRouter
 from .decoder import DecoderStage
 from .encoder import EncoderStage
@@ -158,6 +158,7 @@ class LightMedSeg(nn.Module):
         lspm_hidden: int = 24,
         texture_norm: str = "max",
         full_resolution_decoder: bool = False,
+        head_upsampling: str = "blocks",
         deep_supervision: bool = False,
         strides: Optional[Sequence[Sequence[int]]] = None,
         kernel_sizes: Optional[Sequence[Sequence[int]]] = None,
@@ -175,6 +176,8 @@ class LightMedSeg(nn.Module):
         if len(encoder_widths) != 4 or any(w <= 0 or w % 8 for w in encoder_widths):
             raise ValueError("LightMedSeg: encoder_widths must be four positive multiples of 8 "
                              f"(GhostConv3D halves them, GroupNorm uses 4 groups), got {encoder_widths}")
+        if head_upsampling not in HEAD_UPSAMPLING:
+            raise ValueError(f"LightMedSeg: head_upsampling must be one of {HEAD_UPSAMPLING}, got {head_upsampling!r}")
         if texture_norm not in TEXTURE_NORMS:
             raise ValueError(f"LightMedSeg: texture_norm must be one of {TEXTURE_NORMS}, got {texture_norm!r}")
         for name, value in (("use_lspm", use_lspm), ("use_anchors", use_anchors),
@@ -196,7 +199,7 @@ class LightMedSeg(nn.Module):
                            encoder_widths=encoder_widths, stem_channels=stem_channels,
                            router_channels=router_channels, se_reduction=se_reduction, lspm_hidden=lspm_hidden,
                            texture_norm=texture_norm, full_resolution_decoder=full_resolution_decoder,
-                           deep_supervision=deep_supervision, strides=strides, kernel_sizes=kernel_sizes)
+                           head_upsampling=head_upsampling, deep_supervision=deep_supervision, strides=strides, kernel_sizes=kernel_sizes)
         decoder_widths = (encoder_widths[2], encoder_widths[1], encoder_widths[0], stem_channels)
         n_anch = num_anchors if use_anchors else None
 
@@ -236,7 +239,7 @@ class LightMedSeg(nn.Module):
         # head: 1x1x1 to the classes, then (reading A) the transposed conv (kernel = stride = the stem's) back
         # to the input grid
         self.head = SegmentationHead(stem_channels, num_classes, upsample=not full_resolution_decoder,
-                                     stride=strides[0])
+                                     stride=strides[0], upsampling=head_upsampling)
         #: decoder stages (0-based) supervised by the auxiliary heads, finest first
         self.aux_stages = (2, 1) if deep_supervision else ()
         self.aux_heads = (DeepSupervisionHeads([decoder_widths[k] for k in self.aux_stages], num_classes)

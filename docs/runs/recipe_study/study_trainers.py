@@ -130,3 +130,18 @@ class nnUNetTrainer_LMSLongFullRes_30ep(_Study):
     training_options = {"num_epochs": 30, "initial_lr": 3e-3, "save_every": 1}
     loss_options = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
     network_options = dict(FULL_RESOLUTION_DECODER.options)
+
+
+# the learning curve's 2,500-iteration point (issue 8, item 2): the final recipe spelled out, 10 x 250 iterations
+# with its own cosine schedule and final validation (not a point read off the long run's log). Alone, STUDY_THREADS=2.
+class nnUNetTrainer_LMSCurve_10ep(_Study):
+    training_options = {"num_epochs": 10, "initial_lr": 3e-3, "save_every": 1}
+    loss_options = dict(_FINAL_LOSS)
+
+
+# the head's upsampling (paper: "a transposed convolution with stride 2", kernel lost): overlapping kernel 4
+# initialised as trilinear interpolation, against the default kernel 2 (= stride). Final recipe, 5 x 250
+# iterations, two runs (the default's two runs of this recipe are the clamp run and the ablation's default).
+# Alone, STUDY_THREADS=2.
+nnUNetTrainer_LMSHead_overlap_5ep = _ablation("nnUNetTrainer_LMSHead_overlap_5ep", {"head_upsampling": "overlap"})
+nnUNetTrainer_LMSHead_overlap_5ep_r2 = _ablation("nnUNetTrainer_LMSHead_overlap_5ep_r2", {"head_upsampling": "overlap"})

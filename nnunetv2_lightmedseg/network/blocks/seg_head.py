@@ -26,30 +26,38 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..convolutions import PatchExpandConv3d, PointwiseConv3d
+from ..convolutions import OverlapExpandConv3d, PatchExpandConv3d, PointwiseConv3d
 from ..layout import to_channels_last
 
 
+HEAD_UPSAMPLING = ("blocks", "overlap")
+
+
 class SegmentationHead(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, upsample: bool, stride=2) -> None:
+    def __init__(self, in_channels: int, num_classes: int, upsample: bool, stride=2,
+                 upsampling: str = "blocks") -> None:
         super().__init__()
         if in_channels <= 0 or num_classes <= 0:
             raise ValueError(f"SegmentationHead: in_channels and num_classes must be positive, got "
                              f"{in_channels}, {num_classes}")
+        if upsampling not in HEAD_UPSAMPLING:
+            raise ValueError(f"SegmentationHead: upsampling must be one of {HEAD_UPSAMPLING}, got {upsampling!r}")
         layers: List[nn.Module] = [PointwiseConv3d(in_channels, num_classes)]
         if upsample:
-            # kernel = stride = the stem's (per axis: (1, 2, 2) on thick-slice plans, see network/schedule.py)
+            # stride = the stem's (per axis: (1, 2, 2) on thick-slice plans, see network/schedule.py)
             stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
-            # the logits leave the network in the default layout: shuffle straight into it (see PatchExpandConv3d)
-            layers.append(PatchExpandConv3d(num_classes, num_classes, stride, channels_last_output=False))
+            if upsampling == "overlap":  # kernel 2 x stride, initialised as trilinear interpolation
+                layers.append(OverlapExpandConv3d(num_classes, num_classes, stride))
+            else:  # kernel = stride; the logits leave the network in the default layout: shuffle straight into it
+                layers.append(PatchExpandConv3d(num_classes, num_classes, stride, channels_last_output=False))
         self.seg_layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor, out_size: Optional[Sequence[int]] = None) -> torch.Tensor:
         x = self.seg_layers[0](x)
         if len(self.seg_layers) > 1:
             up = self.seg_layers[1]
-            if out_size is not None:
-                keep = [-(-int(n) // s) for n, s in zip(out_size, up.stride)]  # ceil(n / s) input voxels per axis
+            if out_size is not None:  # the input voxels that the kept output voxels read, per axis
+                keep = [min(up.input_extent(n, a), x.shape[2 + a]) for a, n in enumerate(out_size)]
                 if keep != list(x.shape[2:]):
                     x = to_channels_last(x[:, :, :keep[0], :keep[1], :keep[2]])  # a small copy (classes wide)
             x = up(x)
