@@ -47,6 +47,16 @@ def test_ghost_conv_rejects_bad_arguments(kwargs, match):
         GhostConv3D(**kwargs)
 
 
+def _seg_head():
+    from nnunetv2_lightmedseg.network.blocks.seg_head import SegmentationHead
+    return SegmentationHead
+
+
+def _overlap():
+    from nnunetv2_lightmedseg.network.convolutions import OverlapExpandConv3d
+    return OverlapExpandConv3d
+
+
 @pytest.mark.parametrize("build,match", [
     (lambda: SqueezeExcite3D(0), "SqueezeExcite3D: channels must be a positive integer, got 0"),
     (lambda: SqueezeExcite3D(8, reduction=0), "SqueezeExcite3D: reduction must be a positive integer, got 0"),
@@ -56,6 +66,9 @@ def test_ghost_conv_rejects_bad_arguments(kwargs, match):
     (lambda: AnchorPositionBias(8, 2.5), "AnchorPositionBias: channels must be a positive integer, got 2.5"),
     (lambda: GlobalAnchorDetector(0), "GlobalAnchorDetector: in_channels must be a positive integer, got 0"),
     (lambda: GlobalAnchorDetector(1, num_anchors=True), "num_anchors must be a positive integer, got True"),
+    (lambda: _seg_head()(8, 3, True, 2, "bilinear"), r"upsampling must be one of \('blocks', 'overlap'\)"),
+    (lambda: _overlap()(3, 3, 3), r"OverlapExpandConv3d: stride must be 1 or 2 per axis"),
+    (lambda: _overlap()(0, 3, 2), r"OverlapExpandConv3d: in_channels must be a positive integer, got 0"),
 ])
 def test_blocks_reject_bad_sizes_with_a_value_error(build, match):
     """ValueError, not assert: the checks must also hold under ``python -O``."""
@@ -206,15 +219,19 @@ def test_resample_pow2_down_by_two_equals_trilinear():
 # ------------------------------------------------------------------------------------------- segmentation head
 @pytest.mark.parametrize("stride,out_size", [(2, (10, 14, 9)), ((1, 2, 2), (6, 13, 16)), (2, (12, 16, 16))])
 @pytest.mark.parametrize("train", [True, False])
-def test_segmentation_head_crops_before_upsampling_to_the_same_logits(stride, out_size, train):
+@pytest.mark.parametrize("upsampling", ["blocks", "overlap"])
+def test_segmentation_head_crops_before_upsampling_to_the_same_logits(stride, out_size, train, upsampling):
     """``SegmentationHead(x, out_size)`` crops the half-resolution logits before the transposed conv (speed,
     issue 10): the same numbers, and the same gradients, as upsampling everything and cropping the output."""
     from nnunetv2_lightmedseg.network.blocks.seg_head import SegmentationHead
     from nnunetv2_lightmedseg.network.layout import to_channels_last
     torch.manual_seed(0)
-    head = SegmentationHead(8, 3, upsample=True, stride=stride).train(train)
+    head = SegmentationHead(8, 3, upsample=True, stride=stride, upsampling=upsampling).train(train)
+    with torch.no_grad():  # off the trilinear initialisation of the overlapping kernel: every tap matters
+        head.seg_layers[1].weight.normal_()
     s = (stride,) * 3 if isinstance(stride, int) else stride
-    x = to_channels_last(torch.randn(2, 8, *[-(-n // k) + 1 for n, k in zip(out_size, s)], requires_grad=train))
+    # two extra input voxels per axis: the overlapping kernel reads one of them, neither kernel the other
+    x = to_channels_last(torch.randn(2, 8, *[-(-n // k) + 2 for n, k in zip(out_size, s)], requires_grad=train))
     with torch.set_grad_enabled(train):
         ref = head(x)[:, :, :out_size[0], :out_size[1], :out_size[2]]
         got = head(x, out_size)

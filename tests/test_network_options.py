@@ -15,6 +15,8 @@ OPTIONS = {
     "texture_norm_median": dict(texture_norm="median"),
     DEEP_SUPERVISION.name: dict(DEEP_SUPERVISION.options),
     "all": dict(**FULL_RESOLUTION_DECODER.options, texture_norm="median", **DEEP_SUPERVISION.options),
+    "overlap_head": dict(head_upsampling="overlap"),
+    "overlap_head_ds": dict(head_upsampling="overlap", texture_norm="median", **DEEP_SUPERVISION.options),
 }
 
 
@@ -41,6 +43,30 @@ def test_full_resolution_decoder_costs_what_its_docstring_says():
     shape = (1, 4, 128, 128, 128)
     full, default = flops(LightMedSeg(4, 4, full_resolution_decoder=True), shape), flops(LightMedSeg(4, 4), shape)
     assert full == pytest.approx(20.751e9, rel=1e-4) and default == pytest.approx(15.078e9, rel=1e-4)
+
+
+def test_overlapping_head_costs_what_its_docstring_says():
+    """Kernel 4 instead of 2 in the head's transposed conv: 8x its MACs (C x C x 64 per half-resolution voxel),
+    +0.47 GFLOPs at 1x4x128^3, still within the paper's 14.64 GFLOPs + 10 %; C x C x 56 more weights."""
+    m = LightMedSeg(4, 4, head_upsampling="overlap")
+    f = flops(m, (1, 4, 128, 128, 128))
+    assert f == pytest.approx(15.548e9, rel=1e-4) and f < 14.64e9 * 1.1
+    assert nparams(LightMedSeg(4, 4, head_upsampling="overlap")) - nparams(LightMedSeg(4, 4)) == 4 * 4 * 56
+    assert nparams(LightMedSeg(1, 3, head_upsampling="overlap")) - nparams(LightMedSeg(1, 3)) == 3 * 3 * 56
+
+
+def test_overlapping_head_starts_as_trilinear_upsampling_of_the_logits():
+    """At initialisation the 'overlap' head is the 1x1x1 logits upsampled trilinearly (inside the volume; at
+    the border the missing neighbour counts as zero), so training starts from a smooth output, not 2^3 blocks."""
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    m = LightMedSeg(1, 3, head_upsampling="overlap").eval()
+    d = torch.randn(1, 8, 8, 12, 10)
+    with torch.no_grad():
+        got = m.head(d)
+        ref = F.interpolate(m.head.seg_layers[0](d), scale_factor=2, mode="trilinear", align_corners=False)
+    assert got.shape == (1, 3, 16, 24, 20)
+    torch.testing.assert_close(got[..., 1:-1, 1:-1, 1:-1], ref[..., 1:-1, 1:-1, 1:-1], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
@@ -103,7 +129,10 @@ def test_robust_texture_norm_ignores_a_single_outlier_voxel():
 
 
 @pytest.mark.parametrize("kwargs,match", [(dict(texture_norm="minmax"), "texture_norm"),
-                                          (dict(lspm_hidden=0), "lspm_hidden")])
+                                          (dict(lspm_hidden=0), "lspm_hidden"),
+                                          (dict(head_upsampling="trilinear"), "head_upsampling"),
+                                          (dict(head_upsampling="overlap", full_resolution_decoder=True),
+                                           "reading A only")])
 def test_invalid_options_raise_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LightMedSeg(1, 2, **kwargs)
@@ -116,7 +145,7 @@ NON_DEFAULT = {
     "input_channels": 2, "num_classes": 4, "conv_type": "standard", "num_anchors": 4, "use_lspm": False,
     "use_anchors": False, "use_skip_router": False, "encoder_widths": (8, 16, 24, 32), "stem_channels": 16,
     "router_channels": 32, "se_reduction": 4, "lspm_hidden": 16, "texture_norm": "median",
-    "full_resolution_decoder": True, "deep_supervision": True,
+    "full_resolution_decoder": True, "head_upsampling": "overlap", "deep_supervision": True,
     "strides": ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2)),
     "kernel_sizes": ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
 }
@@ -160,7 +189,9 @@ def test_config_rebuilds_a_non_default_model(name):
 
 def test_config_rebuilds_a_model_with_every_argument_non_default():
     torch.manual_seed(0)
-    m = LightMedSeg(**dict(NON_DEFAULT, use_lspm=True, use_anchors=True, use_skip_router=True))
+    # (head_upsampling stays "blocks": with the full-resolution decoder the head does not upsample)
+    m = LightMedSeg(**dict(NON_DEFAULT, use_lspm=True, use_anchors=True, use_skip_router=True,
+                           head_upsampling="blocks"))
     a, b = _rebuilt_and_outputs(m)
     assert isinstance(a, list) and len(a) == len(b) == 3
     for ya, yb in zip(a, b):

@@ -120,6 +120,10 @@ class LightMedSeg(nn.Module):
             (``R / (R + median R)``, robust to outlier voxels); see :mod:`.blocks.lspm`.
         full_resolution_decoder: reading B of the resolution schedule (last decoder stage at the input grid,
             head without upsampling); False = reading A (see the module docstring).
+        head_upsampling: the head's stride-2 transposed convolution (reading A; the paper gives no kernel):
+            ``"blocks"`` (kernel = stride, every half-resolution voxel writes its own 2x2x2 block) or
+            ``"overlap"`` (kernel 2 x stride, initialised as trilinear interpolation; see
+            :class:`~nnunetv2_lightmedseg.network.convolutions.OverlapExpandConv3d`).
         deep_supervision: add auxiliary 1x1x1 heads on decoder stages 2 and 3 and return
             ``[logits, logits/2, logits/4]`` while the ``deep_supervision`` attribute is True (not in the paper).
         strides: the four downsampling steps (stem, then the three max-poolings), one stride per axis
@@ -178,6 +182,9 @@ class LightMedSeg(nn.Module):
                              f"(GhostConv3D halves them, GroupNorm uses 4 groups), got {encoder_widths}")
         if head_upsampling not in HEAD_UPSAMPLING:
             raise ValueError(f"LightMedSeg: head_upsampling must be one of {HEAD_UPSAMPLING}, got {head_upsampling!r}")
+        if head_upsampling != "blocks" and full_resolution_decoder:
+            raise ValueError("LightMedSeg: head_upsampling applies to reading A only; with full_resolution_decoder=True "
+                             "the head does not upsample (leave head_upsampling='blocks')")
         if texture_norm not in TEXTURE_NORMS:
             raise ValueError(f"LightMedSeg: texture_norm must be one of {TEXTURE_NORMS}, got {texture_norm!r}")
         for name, value in (("use_lspm", use_lspm), ("use_anchors", use_anchors),
