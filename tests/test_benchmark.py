@@ -194,6 +194,52 @@ def test_benchmark_network_from_preprocessed_plans(tmp_path, monkeypatch, capsys
         setup_from_dataset("997", "2d")
 
 
+def test_training_step_batch_is_real_patches_of_the_preprocessed_cases(monkeypatch):
+    """With a preprocessed dataset the training-step benchmark trains both networks on the same real patches
+    (LightMedSeg's boundary band costs what it costs in training); with a shape alone, on random labels."""
+    from helpers import TINY_ID, TINY_NAME, tiny_preprocessed_dataset
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2_lightmedseg.benchmark.entries import default_entries
+    from nnunetv2_lightmedseg.benchmark.train_step import TrainStep, _centre
+
+    base = tiny_preprocessed_dataset()
+    monkeypatch.setenv("nnUNet_preprocessed", str(base / "preprocessed"))
+    setup = setup_from_dataset(str(TINY_ID), "3d_fullres")
+    assert setup.data_folder == str(base / "preprocessed" / TINY_NAME / "nnUNetPlans_3d_fullres")
+    batches = {}
+    for e in default_entries([], include_stock=True):
+        step = TrainStep(setup, e, e.build(setup, train=True), torch.device("cpu"))
+        batches[e.name] = step.make_batch(3)
+        assert "real patches of 3 preprocessed cases" in step.batch_source
+    a, b = batches.values()
+    seg = a["target"][0] if isinstance(a["target"], list) else a["target"]
+    seg_b = b["target"][0] if isinstance(b["target"], list) else b["target"]
+    torch.testing.assert_close(a["data"], b["data"], rtol=0, atol=0)
+    torch.testing.assert_close(seg, seg_b, rtol=0, atol=0)
+    assert seg.shape == (3, 1, *setup.patch_size) and set(seg.unique().tolist()) <= {0.0, 1.0, 2.0}
+    # each label patch is the centre of one of the cases (not noise: random labels would match none)
+    ds = infer_dataset_class(setup.data_folder)(setup.data_folder)
+    centres = [_centre(np.asarray(ds.load_case(k)[1]).astype(np.float32).clip(min=0), setup.patch_size)
+               for k in ds.identifiers]
+    for i in range(3):
+        assert any(np.array_equal(seg[i].numpy(), c) for c in centres)
+    # no preprocessed data: random labels, and the step says so
+    shape_setup = plans_for_shape(1, 3, (32, 32, 32), batch_size=2)
+    e = default_entries([], include_stock=False)[0]
+    step = TrainStep(shape_setup, e, e.build(shape_setup, train=True), torch.device("cpu"))
+    step.make_batch(2)
+    assert step.batch_source.startswith("random")
+
+
+def test_centre_crops_and_pads_per_axis():
+    from nnunetv2_lightmedseg.benchmark.train_step import _centre
+    a = np.arange(2 * 5 * 3 * 4, dtype=np.float32).reshape(2, 5, 3, 4)
+    out = _centre(a, (3, 5, 4))
+    assert out.shape == (2, 3, 5, 4)
+    np.testing.assert_array_equal(out[:, :, 1:4], a[:, 1:4])  # crop 5 -> 3 (centre), pad 3 -> 5 (one each side)
+    assert (out[:, :, 0] == 0).all() and (out[:, :, 4] == 0).all()
+
+
 def test_benchmark_network_bad_input_is_a_clear_error(capsys):
     assert cli(["benchmark", "network", "--in-channels", "1", "--shape", "32", "32", "32", "--variants", "bogus"]) == 2
     assert "unknown LightMedSeg variant 'bogus'" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
             steps[e.name] = TrainStep(setup, e, net, torch.device("cpu"))
             batches[e.name] = steps[e.name].make_batch(train_batch)
             rows[e.name].update(loss=steps[e.name].loss_name, optimizer=steps[e.name].optimizer_name,
-                                train_batch=train_batch)
+                                train_batch=train_batch, train_batch_source=steps[e.name].batch_source)
         tcalls = {n: (lambda s=steps[n], b=batches[n]: s(b)) for n in steps}
         ttimes = interleaved_timings(tcalls, train_runs, 1, progress=say)
         for name, t in ttimes.items():
@@ -194,7 +194,7 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
              "call, fresh process per model"]
     if r0.get("train_batch"):
         notes.append(f"train step = nnU-Net trainer train_step (forward, loss, backward, clip, optimiser step), "
-                     f"batch {r0['train_batch']}; losses: " +
+                     f"batch {r0['train_batch']} ({r0.get('train_batch_source')}, the same for every network); losses: " +
                      "; ".join(f"{r['name']}: {r.get('loss')}" for r in rows))
     if has_cuda:
         notes.append(f"CUDA: {info.get('cuda')}, fp16 autocast, synchronised, median")

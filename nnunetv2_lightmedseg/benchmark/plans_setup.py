@@ -7,7 +7,7 @@ import copy
 import json
 import os
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 
 @dataclass
@@ -17,6 +17,9 @@ class BenchmarkSetup:
     configuration: str
     dataset_json: dict
     source: str  # human-readable: where the plans came from
+    #: the configuration's preprocessed cases (nnUNet_preprocessed/DatasetXXX/<data_identifier>), when they exist:
+    #: the training-step benchmark then trains on real patches (:meth:`~.train_step.TrainStep.make_batch`)
+    data_folder: Optional[str] = None
 
     @property
     def configuration_manager(self):
@@ -49,14 +52,14 @@ class BenchmarkSetup:
         path = os.path.join(folder, "setup.json")
         with open(path, "w") as f:
             json.dump({"plans": self.plans, "configuration": self.configuration,
-                       "dataset_json": self.dataset_json, "source": self.source}, f)
+                       "dataset_json": self.dataset_json, "source": self.source, "data_folder": self.data_folder}, f)
         return path
 
     @classmethod
     def load(cls, path: str) -> "BenchmarkSetup":
         with open(path) as f:
             d = json.load(f)
-        return cls(d["plans"], d["configuration"], d["dataset_json"], d["source"])
+        return cls(d["plans"], d["configuration"], d["dataset_json"], d["source"], d.get("data_folder"))
 
 
 def setup_from_dataset(dataset: str, configuration: str, plans_identifier: str = "nnUNetPlans") -> BenchmarkSetup:
@@ -85,4 +88,8 @@ def setup_from_dataset(dataset: str, configuration: str, plans_identifier: str =
     if configuration not in plans.get("configurations", {}):
         raise ValueError(f"configuration {configuration!r} is not in {plans_file}; available: "
                          f"{', '.join(plans.get('configurations', {}))}")
-    return BenchmarkSetup(plans, configuration, dataset_json, f"{plans_file} [{configuration}]")
+    setup = BenchmarkSetup(plans, configuration, dataset_json, f"{plans_file} [{configuration}]")
+    data_folder = os.path.join(folder, setup.configuration_manager.data_identifier)  # (inherited configs too)
+    if os.path.isdir(data_folder):  # planned but not preprocessed: the training step uses random labels
+        setup.data_folder = data_folder
+    return setup
