@@ -38,8 +38,8 @@ def test_conv3d_macs_equal_analytic_count():
 
 def test_lightmedseg_macs_at_128_match_documented_budget():
     from nnunetv2_lightmedseg import LightMedSeg
-    # documented in the network module: 7.54 GMACs = 15.08 GFLOPs at 1x4x128^3 (meta-device count)
-    assert count_macs(LightMedSeg(4, 4), (1, 4, 128, 128, 128)) == pytest.approx(7.539e9, rel=1e-3)
+    # documented in the network module: 7.77 GMACs = 15.55 GFLOPs at 1x4x128^3 (meta-device count)
+    assert count_macs(LightMedSeg(4, 4), (1, 4, 128, 128, 128)) == pytest.approx(7.774e9, rel=1e-3)
 
 
 def test_component_flops_sums_outermost_descendants():

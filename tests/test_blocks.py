@@ -217,6 +217,39 @@ def test_resample_pow2_down_by_two_equals_trilinear():
 
 
 # ------------------------------------------------------------------------------------------- segmentation head
+@pytest.mark.parametrize("stride", [2, (1, 2, 2)])
+@pytest.mark.parametrize("train", [True, False])
+def test_overlapping_upsampling_runs_as_a_subpixel_convolution_with_the_same_numbers(stride, train):
+    """On channels-last CPU tensors ``OverlapExpandConv3d`` runs as one oneDNN 3x3x3 convolution to
+    prod(stride) x C_out channels and a pixel shuffle (issue 10: PyTorch's col2vol kernel is single-threaded);
+    output and gradients must be those of the transposed convolution it stands for, and ``subpixel_kernel``
+    must reuse every weight exactly once per parity (no weight dropped, none duplicated)."""
+    from nnunetv2_lightmedseg.network.convolutions import OverlapExpandConv3d
+    from nnunetv2_lightmedseg.network.layout import to_channels_last
+    torch.manual_seed(0)
+    up = OverlapExpandConv3d(5, 3, stride).train(train)
+    with torch.no_grad():
+        up.weight.normal_()
+        up.bias.normal_()
+    x = to_channels_last(torch.randn(2, 5, 6, 7, 5))
+    x_ref = x.detach().contiguous().requires_grad_(train)
+    x = x.detach().requires_grad_(train)
+    with torch.set_grad_enabled(train):
+        got = up(x)
+        ref = F.conv_transpose3d(x_ref, up.weight, up.bias, up.stride, up.padding)
+    assert got.shape == ref.shape and got.is_contiguous()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)
+    k = up.subpixel_kernel()
+    assert k.shape[0] == 3 * (8 if stride == 2 else 4)
+    assert float(k.abs().sum()) == pytest.approx(float(up.weight.abs().sum()), rel=1e-5)
+    if train:
+        g = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(got, [x, up.weight, up.bias], g),
+                        torch.autograd.grad(ref, [x_ref, up.weight, up.bias], g)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+
+
+
 @pytest.mark.parametrize("stride,out_size", [(2, (10, 14, 9)), ((1, 2, 2), (6, 13, 16)), (2, (12, 16, 16))])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("upsampling", ["blocks", "overlap"])

@@ -23,7 +23,7 @@ def test_gpu_check_without_cuda_runs_the_cpu_part_and_skips_the_rest(tmp_path):
     res = json.loads(out.read_text())
     assert res["machine"]["cuda"] is False
     rows = {r["kind"]: r for r in res["parts"]["network"]["rows"]}
-    assert set(rows) == {"stock", "lightmedseg"} and rows["lightmedseg"]["params"] == 469_771
+    assert set(rows) == {"stock", "lightmedseg"} and rows["lightmedseg"]["params"] == 470_667
     assert rows["lightmedseg"]["input_shape"] == [1, 4, 16, 16, 16] and rows["lightmedseg"]["latency_s"] > 0
     assert {k: v.get("skipped") for k, v in res["parts"].items() if k != "network"} == {
         "compile": "no CUDA device", "train": "no CUDA device", "ddp": "no CUDA device"}

@@ -15,8 +15,8 @@ OPTIONS = {
     "texture_norm_median": dict(texture_norm="median"),
     DEEP_SUPERVISION.name: dict(DEEP_SUPERVISION.options),
     "all": dict(**FULL_RESOLUTION_DECODER.options, texture_norm="median", **DEEP_SUPERVISION.options),
-    "overlap_head": dict(head_upsampling="overlap"),
-    "overlap_head_ds": dict(head_upsampling="overlap", texture_norm="median", **DEEP_SUPERVISION.options),
+    "block_head": dict(head_upsampling="blocks"),
+    "block_head_ds": dict(head_upsampling="blocks", texture_norm="median", **DEEP_SUPERVISION.options),
 }
 
 
@@ -42,17 +42,18 @@ def test_default_network_is_unchanged_by_the_options():
 def test_full_resolution_decoder_costs_what_its_docstring_says():
     shape = (1, 4, 128, 128, 128)
     full, default = flops(LightMedSeg(4, 4, full_resolution_decoder=True), shape), flops(LightMedSeg(4, 4), shape)
-    assert full == pytest.approx(20.751e9, rel=1e-4) and default == pytest.approx(15.078e9, rel=1e-4)
+    assert full == pytest.approx(20.751e9, rel=1e-4) and default == pytest.approx(15.548e9, rel=1e-4)
 
 
 def test_overlapping_head_costs_what_its_docstring_says():
-    """Kernel 4 instead of 2 in the head's transposed conv: 8x its MACs (C x C x 64 per half-resolution voxel),
-    +0.47 GFLOPs at 1x4x128^3, still within the paper's 14.64 GFLOPs + 10 %; C x C x 56 more weights."""
-    m = LightMedSeg(4, 4, head_upsampling="overlap")
-    f = flops(m, (1, 4, 128, 128, 128))
+    """Kernel 4 instead of 2 in the head's transposed conv (the default now): 8x its MACs (C x C x 64 per
+    half-resolution voxel), +0.47 GFLOPs at 1x4x128^3, still within the paper's 14.64 GFLOPs + 10 %; C x C x 56
+    more weights."""
+    f = flops(LightMedSeg(4, 4), (1, 4, 128, 128, 128))
     assert f == pytest.approx(15.548e9, rel=1e-4) and f < 14.64e9 * 1.1
-    assert nparams(LightMedSeg(4, 4, head_upsampling="overlap")) - nparams(LightMedSeg(4, 4)) == 4 * 4 * 56
-    assert nparams(LightMedSeg(1, 3, head_upsampling="overlap")) - nparams(LightMedSeg(1, 3)) == 3 * 3 * 56
+    assert flops(LightMedSeg(4, 4, head_upsampling="blocks"), (1, 4, 128, 128, 128)) == pytest.approx(15.078e9, rel=1e-4)
+    assert nparams(LightMedSeg(4, 4)) - nparams(LightMedSeg(4, 4, head_upsampling="blocks")) == 4 * 4 * 56
+    assert nparams(LightMedSeg(1, 3)) - nparams(LightMedSeg(1, 3, head_upsampling="blocks")) == 3 * 3 * 56
 
 
 def test_overlapping_head_starts_as_trilinear_upsampling_of_the_logits():
@@ -60,7 +61,7 @@ def test_overlapping_head_starts_as_trilinear_upsampling_of_the_logits():
     the border the missing neighbour counts as zero), so training starts from a smooth output, not 2^3 blocks."""
     import torch.nn.functional as F
     torch.manual_seed(0)
-    m = LightMedSeg(1, 3, head_upsampling="overlap").eval()
+    m = LightMedSeg(1, 3).eval()
     d = torch.randn(1, 8, 8, 12, 10)
     with torch.no_grad():
         got = m.head(d)
@@ -130,9 +131,7 @@ def test_robust_texture_norm_ignores_a_single_outlier_voxel():
 
 @pytest.mark.parametrize("kwargs,match", [(dict(texture_norm="minmax"), "texture_norm"),
                                           (dict(lspm_hidden=0), "lspm_hidden"),
-                                          (dict(head_upsampling="trilinear"), "head_upsampling"),
-                                          (dict(head_upsampling="overlap", full_resolution_decoder=True),
-                                           "reading A only")])
+                                          (dict(head_upsampling="trilinear"), "head_upsampling")])
 def test_invalid_options_raise_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LightMedSeg(1, 2, **kwargs)
@@ -145,7 +144,7 @@ NON_DEFAULT = {
     "input_channels": 2, "num_classes": 4, "conv_type": "standard", "num_anchors": 4, "use_lspm": False,
     "use_anchors": False, "use_skip_router": False, "encoder_widths": (8, 16, 24, 32), "stem_channels": 16,
     "router_channels": 32, "se_reduction": 4, "lspm_hidden": 16, "texture_norm": "median",
-    "full_resolution_decoder": True, "head_upsampling": "overlap", "deep_supervision": True,
+    "full_resolution_decoder": True, "head_upsampling": "blocks", "deep_supervision": True,
     "strides": ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2)),
     "kernel_sizes": ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
 }
@@ -189,9 +188,8 @@ def test_config_rebuilds_a_non_default_model(name):
 
 def test_config_rebuilds_a_model_with_every_argument_non_default():
     torch.manual_seed(0)
-    # (head_upsampling stays "blocks": with the full-resolution decoder the head does not upsample)
-    m = LightMedSeg(**dict(NON_DEFAULT, use_lspm=True, use_anchors=True, use_skip_router=True,
-                           head_upsampling="blocks"))
+    # (head_upsampling has no effect here: with the full-resolution decoder the head does not upsample)
+    m = LightMedSeg(**dict(NON_DEFAULT, use_lspm=True, use_anchors=True, use_skip_router=True))
     a, b = _rebuilt_and_outputs(m)
     assert isinstance(a, list) and len(a) == len(b) == 3
     for ya, yb in zip(a, b):
@@ -213,15 +211,34 @@ def test_checkpoint_round_trip(name):
 
 def test_checkpoint_from_before_the_seg_layers_rename_loads_strictly():
     torch.manual_seed(0)
-    m = LightMedSeg(1, 3).eval()
+    m = LightMedSeg(1, 3, head_upsampling="blocks").eval()  # the head those checkpoints had
     inverse = {new: old for old, new in LEGACY_HEAD_KEYS.items()}
     legacy = {inverse.get(k, k): v for k, v in m.state_dict().items()}
     assert "head.weight" in legacy and "head_up.weight" in legacy
-    fresh = LightMedSeg(1, 3).eval()
-    fresh.load_state_dict(legacy, strict=True)
     x = torch.randn(1, 1, 32, 32, 32)
+    for fresh in (LightMedSeg(1, 3, head_upsampling="blocks").eval(), LightMedSeg(1, 3).eval()):
+        fresh.load_state_dict(dict(legacy), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(fresh(x), m(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("strides,shape", [(None, (1, 1, 40, 56, 40)),
+                                           ([[1, 2, 2], [1, 2, 2], [2, 2, 2], [1, 2, 2]], (1, 1, 10, 64, 56))])
+def test_block_head_checkpoint_loads_into_the_overlapping_head_with_the_same_outputs(strides, shape):
+    """Models trained before the overlapping head became the default (kernel = stride) load into today's
+    default network strictly (``nnUNetv2_predict`` builds the current default) and predict the same logits:
+    their kernel is embedded in the middle of the larger one; it then trains on from there (``--c``)."""
+    torch.manual_seed(0)
+    old = LightMedSeg(1, 3, head_upsampling="blocks", strides=strides).eval()
     with torch.no_grad():
-        torch.testing.assert_close(fresh(x), m(x), rtol=0, atol=0)
+        old.head.seg_layers[1].weight.normal_()  # off any initialisation the new layer might share
+    new = LightMedSeg(1, 3, strides=strides).eval()
+    new.load_state_dict(old.state_dict(), strict=True)
+    w = new.head.seg_layers[1].weight
+    assert tuple(w.shape[2:]) == tuple(4 if s == 2 else 1 for s in new.strides[0])
+    x = torch.randn(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [{}, dict(deep_supervision=True)])

@@ -61,8 +61,11 @@ ISOTROPIC = Variant("isotropic", "nnUNetTrainer_LightMedSeg_Isotropic",
                      "kernel_sizes": [list(k) for k in DEFAULT_KERNEL_SIZES]},
                     "the paper's isotropic resolution schedule on any plans")
 
+BLOCK_HEAD = Variant("block_head", "nnUNetTrainer_LightMedSeg_BlockHead", {"head_upsampling": "blocks"},
+                     "head transposed conv with kernel = stride (the default before the overlapping head)")
+
 #: network options outside the paper's default (trainers only; the benchmark commands do not list them)
-OPTIONS = (FULL_RESOLUTION_DECODER, DEEP_SUPERVISION, ISOTROPIC)
+OPTIONS = (FULL_RESOLUTION_DECODER, DEEP_SUPERVISION, ISOTROPIC, BLOCK_HEAD)
 
 #: every registered variant by name
 VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in PAPER + OPTIONS})

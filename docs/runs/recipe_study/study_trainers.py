@@ -30,7 +30,12 @@ class _StudyThreads:
 
 
 class _Study(_StudyThreads, nnUNetTrainer_LightMedSeg):
-    pass
+    #: the head every run before the overlapping head had (kernel = stride); a trainer that sets its own
+    #: network_options says its head there (see _BLOCKS below)
+    network_options = {"head_upsampling": "blocks"}
+
+
+_BLOCKS = {"head_upsampling": "blocks"}
 
 
 # round 1: peak learning rate (everything else as the package had it at bae9a94)
@@ -52,17 +57,17 @@ _R2 = {"num_epochs": 5, "initial_lr": 3e-3}
 
 class nnUNetTrainer_LMSExp2_texmedian_5ep(_Study):
     training_options = _R2
-    network_options = {"texture_norm": "median"}
+    network_options = dict(_BLOCKS, texture_norm="median")
 
 
 class nnUNetTrainer_LMSExp2_deepsup_5ep(_Study):
     training_options = _R2
-    network_options = {"deep_supervision": True}
+    network_options = dict(_BLOCKS, deep_supervision=True)
 
 
 class nnUNetTrainer_LMSExp2_fullres_5ep(_Study):
     training_options = _R2
-    network_options = {"full_resolution_decoder": True}
+    network_options = dict(_BLOCKS, full_resolution_decoder=True)
 
 
 class nnUNetTrainer_LMSExp2_clamp3_5ep(_Study):
@@ -112,7 +117,7 @@ _FINAL_LOSS = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
 
 def _ablation(name: str, options) -> type:
     return type(name, (_Study,), {"__module__": __name__, "__qualname__": name, "training_options": _FINAL,
-                                  "loss_options": _FINAL_LOSS, "network_options": dict(options)})
+                                  "loss_options": _FINAL_LOSS, "network_options": dict(_BLOCKS, **options)})
 
 
 nnUNetTrainer_LMSAbl_default_5ep = _ablation("nnUNetTrainer_LMSAbl_default_5ep", {})
@@ -129,14 +134,7 @@ nnUNetTrainer_LMSAbl_anchors32_5ep = _ablation("nnUNetTrainer_LMSAbl_anchors32_5
 class nnUNetTrainer_LMSLongFullRes_30ep(_Study):
     training_options = {"num_epochs": 30, "initial_lr": 3e-3, "save_every": 1}
     loss_options = {"max_class_weight": 3.0, "min_class_weight": 1 / 3}
-    network_options = dict(FULL_RESOLUTION_DECODER.options)
-
-
-# the learning curve's 2,500-iteration point (issue 8, item 2): the final recipe spelled out, 10 x 250 iterations
-# with its own cosine schedule and final validation (not a point read off the long run's log). Alone, STUDY_THREADS=2.
-class nnUNetTrainer_LMSCurve_10ep(_Study):
-    training_options = {"num_epochs": 10, "initial_lr": 3e-3, "save_every": 1}
-    loss_options = dict(_FINAL_LOSS)
+    network_options = dict(_BLOCKS, **FULL_RESOLUTION_DECODER.options)
 
 
 # the head's upsampling (paper: "a transposed convolution with stride 2", kernel lost): overlapping kernel 4
@@ -145,3 +143,20 @@ class nnUNetTrainer_LMSCurve_10ep(_Study):
 # Alone, STUDY_THREADS=2.
 nnUNetTrainer_LMSHead_overlap_5ep = _ablation("nnUNetTrainer_LMSHead_overlap_5ep", {"head_upsampling": "overlap"})
 nnUNetTrainer_LMSHead_overlap_5ep_r2 = _ablation("nnUNetTrainer_LMSHead_overlap_5ep_r2", {"head_upsampling": "overlap"})
+
+
+# the learning curve of the final recipe with the overlapping head (issue 8, item 2): 250, 2,500 and 7,500
+# iterations, each with its own cosine schedule and final validation (1,250: the two runs above). Alone,
+# STUDY_THREADS=2, checkpoint every epoch.
+_OVERLAP = {"head_upsampling": "overlap"}
+
+
+def _curve(name: str, epochs: int) -> type:
+    return type(name, (_Study,), {"__module__": __name__, "__qualname__": name,
+                                  "training_options": dict(_FINAL, num_epochs=epochs),
+                                  "loss_options": _FINAL_LOSS, "network_options": dict(_OVERLAP)})
+
+
+nnUNetTrainer_LMSOverlap_1ep = _curve("nnUNetTrainer_LMSOverlap_1ep", 1)
+nnUNetTrainer_LMSOverlap_10ep = _curve("nnUNetTrainer_LMSOverlap_10ep", 10)
+nnUNetTrainer_LMSOverlap_30ep = _curve("nnUNetTrainer_LMSOverlap_30ep", 30)

@@ -88,3 +88,13 @@ def rename_legacy_head_keys(state_dict: dict, prefix: str = "") -> None:
     for old, new in LEGACY_HEAD_KEYS.items():
         if prefix + old in state_dict and prefix + new not in state_dict:
             state_dict[prefix + new] = state_dict.pop(prefix + old)
+
+
+def embed_block_kernel(weight: torch.Tensor, up: OverlapExpandConv3d) -> torch.Tensor:
+    """A kernel = stride transposed-conv weight ``(C_in, C_out, *stride)`` (the ``"blocks"`` head) as the
+    overlapping layer ``up``'s weight with the same output: with kernel ``2 s`` and padding ``s / 2``, tap
+    ``k + s / 2`` lands where tap ``k`` of the block kernel did, so the block kernel sits in the middle and the
+    other taps are zero."""
+    out = weight.new_zeros(weight.shape[:2] + tuple(up.kernel_size))
+    out[(slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(up.padding, up.stride))] = weight
+    return out
