@@ -7,12 +7,15 @@ Both keep their class-dependent convolutions under a ``seg_layers`` attribute, a
 
 * :class:`SegmentationHead` — the paper's head: a 1x1x1 convolution to the classes, followed (reading A of the
   resolution schedule, see :class:`~nnunetv2_lightmedseg.network.lightmedseg.LightMedSeg`) by a stride-2
-  transposed convolution that restores the input grid. Keys ``head.seg_layers.0.*`` (1x1x1) and
+  transposed convolution that restores the input grid: kernel 2 x stride, trilinear start (``upsampling=
+  "overlap"``, the default, :class:`~..convolutions.OverlapExpandConv3d`) or kernel = stride (``"blocks"``,
+  :class:`~..convolutions.PatchExpandConv3d`). Keys ``head.seg_layers.0.*`` (1x1x1) and
   ``head.seg_layers.1.*`` (transposed conv, only when ``upsample``).
   Shapes: ``(B, C, D, H, W) -> (B, classes, 2D, 2H, 2W)`` (``upsample``; ``stride`` per axis in general) or ``(B, classes, D, H, W)``.
   With ``out_size`` (the network's unpadded input size) the output is cropped to it, and with ``upsample`` the
-  crop is taken *before* the transposed convolution, at ``ceil(out_size / stride)``: its kernel equals its
-  stride, so every input voxel writes its own output block and the cropped logits are the same numbers. The
+  crop is taken *before* the transposed convolution, at the input voxels the kept output voxels read
+  (``input_extent``: ``ceil(out_size / stride)`` for kernel = stride, one more for the overlapping kernel), so
+  the cropped logits are the same numbers. The
   network pads its input to a multiple of 16 per axis (48 x 64 x 48 for the hippocampus patch of
   40 x 56 x 40, 1.65x the voxels); upsampling only the voxels that are kept, in the default layout the loss
   and the predictor read, saved the full-size crop copy and its backward pass (issue 10).
@@ -35,7 +38,7 @@ HEAD_UPSAMPLING = ("blocks", "overlap")
 
 class SegmentationHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, upsample: bool, stride=2,
-                 upsampling: str = "blocks") -> None:
+                 upsampling: str = "overlap") -> None:
         super().__init__()
         if in_channels <= 0 or num_classes <= 0:
             raise ValueError(f"SegmentationHead: in_channels and num_classes must be positive, got "
