@@ -166,6 +166,11 @@ def test_initialized_trainer_optimizer_loss_memory_format_and_one_step(tiny, nnu
     conv_w = [p for p in t.network.parameters() if p.ndim == 5]
     assert conv_w and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in conv_w)
     assert {id(p) for g in t.optimizer.param_groups for p in g["params"]} == {id(p) for p in t.network.parameters()}
+    # glibc's allocator tuned for the CPU training, and the log says how (training/cpu_allocator.py)
+    from nnunetv2_lightmedseg.training.cpu_allocator import cpu_allocator_state
+    assert cpu_allocator_state() != "not configured"
+    with open(t.log_file) as f:
+        assert f"CPU allocator tuning {cpu_allocator_state()}" in f.read()
     # the data loader gives plain (non-list) targets without deep supervision
     assert t._get_deep_supervision_scales() is None
     dl_tr, _ = t.get_dataloaders()

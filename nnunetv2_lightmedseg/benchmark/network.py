@@ -11,6 +11,7 @@ import torch
 
 from ..utils.tables import cell, table_lines
 from ..utils.timing import forward_callable, interleaved_timings, summarize
+from ..training.cpu_allocator import configure_cpu_allocator
 from .entries import STOCK, ModelEntry
 from .measure import FLOP_CONVENTION, count_flops, count_parameters, cuda_available, measure_peak_memory
 from .plans_setup import BenchmarkSetup
@@ -34,6 +35,7 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
     """
     say = progress or (lambda s: None)
     torch.set_num_threads(threads)
+    allocator = configure_cpu_allocator()  # as LightMedSeg's trainer runs; one process, so stock runs under it too
     patch = setup.patch_size
     n_in = setup.num_input_channels
     train_batch = int(train_batch or setup.batch_size)
@@ -49,7 +51,8 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
         rows[e.name] = {"name": e.name, "kind": e.kind, "variant": e.variant, "built_by": e.built_by,
                         "memory_format": "channels_last_3d" if e.channels_last else "contiguous (as nnU-Net)",
                         "params": count_parameters(m), "macs": flops // 2, "flops": flops,
-                        "input_shape": list(fwd_shape), "threads": threads}
+                        "input_shape": list(fwd_shape), "threads": threads,
+                        "cpu_allocator": allocator}
         say(f"{e.name}: {rows[e.name]['params']:,} params, {flops / 2e9:.2f} GMACs")
 
     # 2) CPU forward latency, interleaved
@@ -188,7 +191,8 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
     notes = [f"set-up: {setup_desc}",
              f"forward input {tuple(r0['input_shape'])}, fp32, eval, no_grad, {info['threads']} CPU thread(s), "
              f"median of {(r0.get('latency_spread') or {}).get('n', 0)} interleaved runs after warm-up; "
-             f"torch {info['torch']}",
+             f"torch {info['torch']}; CPU allocator tuning (training/cpu_allocator.py): "
+             f"{r0.get('cpu_allocator', 'not configured')}, the same for every network (one process)",
              FLOP_CONVENTION,
              "speed-up = stock time / model time; (x%) = model / stock; memory = peak RSS above the RSS before the "
              "call, fresh process per model"]

@@ -142,8 +142,10 @@ def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequenc
                              progress: Optional[Callable[[str], None]] = None) -> Tuple[List[dict], dict]:
     """Load each trainer's model once, time every case with each mirroring setting; return rows and run info."""
     from ..deploy.loading import load_predictor
+    from ..training.cpu_allocator import configure_cpu_allocator
 
     torch.set_num_threads(threads)
+    allocator = configure_cpu_allocator()  # as LightMedSeg's predictor runs on a CPU-only machine; both models
     load_before = os.getloadavg()
     predictors, load_s = {}, {}
     for t in trainers:
@@ -161,5 +163,5 @@ def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequenc
     info = {"threads": threads, "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()], "model_load_s": load_s,
-            "device": "cpu", "warmup_cases": warmup}
+            "device": "cpu", "warmup_cases": warmup, "cpu_allocator": allocator}
     return prediction_rows(times, trainers[0]), info

@@ -282,7 +282,8 @@ def run_predict(args: argparse.Namespace) -> int:
         return _fail(str(e))
     source = args.input if args.input else f"fold-{args.val_fold} validation cases"
     header = (f"nnU-Net prediction, {args.dataset} {args.configuration} fold {args.fold}, {len(cases)} case(s) "
-              f"({source}); CPU, {info['threads']} thread(s), torch {info['torch']}; "
+              f"({source}); CPU, {info['threads']} thread(s), torch {info['torch']}, CPU allocator tuning "
+              f"{info['cpu_allocator']} (both models, one process); "
               + (f"synthetic load {args.load} busy process(es); " if args.load else "")
               + f"load average {info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after")
     print()

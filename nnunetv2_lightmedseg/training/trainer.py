@@ -85,6 +85,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
+from nnunetv2_lightmedseg.training.cpu_allocator import ENV_SWITCH, configure_cpu_allocator
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
 from nnunetv2_lightmedseg.training.network_config import (KEY as NETWORK_KEY, build_from_record, check_matches,
                                                           differences, make_record)
@@ -161,6 +162,8 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         plans it copies to the results folder, see :mod:`.network_config`), the network is built from that record
         instead of this class's options and the installed defaults: a trained model keeps its architecture.
         """
+        if not torch.cuda.is_available():
+            configure_cpu_allocator()  # a CPU-only process (nnUNetv2_predict there): see .cpu_allocator
         patch = [int(p) for p in configuration_manager.patch_size]
         if len(patch) != 3:
             raise ValueError(f"LightMedSeg is a 3D network but this configuration has a {len(patch)}D patch "
@@ -223,6 +226,9 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             # Parameter objects (only .data changes), so the optimiser built in super().initialize() still
             # holds them, and state_dict()/load_state_dict() are memory-format agnostic.
             self.network.to(memory_format=torch.channels_last_3d)
+            # glibc keeps freed activations for reuse instead of page-faulting fresh memory in every op
+            self.print_to_log_file(f"LightMedSeg: CPU allocator tuning {configure_cpu_allocator()} "
+                                   f"(see nnunetv2_lightmedseg.training.cpu_allocator; {ENV_SWITCH}=0 switches it off)")
         net = self._plain_network()
         self.print_to_log_file(
             f"LightMedSeg: {sum(p.numel() for p in self.network.parameters()):,} parameters, configuration "
