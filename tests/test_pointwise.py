@@ -150,7 +150,13 @@ def test_fused_blends_equal_the_papers_formulas():
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
 
     lspm = LocalStructuralPrior(8, 16)
-    mixed, _, _, ew = lspm(x, return_gate=True)
+    with torch.no_grad():
+        lspm.to_expert_weights.weight.copy_(torch.tensor([1.3, -0.7]).view(2, 1, 1, 1, 1))
+        lspm.to_expert_weights.bias.copy_(torch.tensor([0.2, 0.5]))
+    mixed, _, g, ew = lspm(x, return_gate=True)
+    # the paper's expert weights: a softmax over a 1x1x1 conv of the gate (LSPM computes it as one sigmoid)
+    expected_w = torch.softmax(F.conv3d(g, lspm.to_expert_weights.weight, lspm.to_expert_weights.bias), dim=1)
+    torch.testing.assert_close(ew, expected_w, rtol=1e-5, atol=1e-6)
     e = F.conv3d(x, lspm.experts.weight, lspm.experts.bias)
     torch.testing.assert_close(mixed, ew[:, 0:1] * e[:, :16] + ew[:, 1:2] * e[:, 16:], rtol=1e-5, atol=1e-5)
 
