@@ -160,3 +160,19 @@ def _curve(name: str, epochs: int) -> type:
 nnUNetTrainer_LMSOverlap_1ep = _curve("nnUNetTrainer_LMSOverlap_1ep", 1)
 nnUNetTrainer_LMSOverlap_10ep = _curve("nnUNetTrainer_LMSOverlap_10ep", 10)
 nnUNetTrainer_LMSOverlap_30ep = _curve("nnUNetTrainer_LMSOverlap_30ep", 30)
+
+
+# the paper's ablation again with the final network, i.e. the kernel-4 head that became the default after the
+# ablation above ran (issue 8, item 3: "with the final recipe"): same arms, same recipe, 5 x 250 iterations.
+# The default arm is nnUNetTrainer_LMSHead_overlap_5ep and _r2 (two runs). Alone, STUDY_THREADS=2.
+def _ablation_k4(name: str, options) -> type:
+    return _ablation(name, dict(options, **_OVERLAP))
+
+
+nnUNetTrainer_LMSAbl4_standard_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_standard_5ep", STANDARD_CONV.options)
+nnUNetTrainer_LMSAbl4_nolspm_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_nolspm_5ep", NO_LSPM.options)
+nnUNetTrainer_LMSAbl4_noanchors_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_noanchors_5ep", NO_ANCHORS.options)
+nnUNetTrainer_LMSAbl4_noskiprouter_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_noskiprouter_5ep",
+                                                      NO_SKIP_ROUTER.options)
+nnUNetTrainer_LMSAbl4_anchors16_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_anchors16_5ep", ANCHORS16.options)
+nnUNetTrainer_LMSAbl4_anchors32_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_anchors32_5ep", ANCHORS32.options)
