@@ -169,3 +169,89 @@ def test_fused_blends_equal_the_papers_formulas():
                F.interpolate(router.proj[3](feats[3]), scale_factor=4, mode="trilinear", align_corners=False)]
     fused = sum(rw[:, s:s + 1] * a for s, a in enumerate(aligned))
     torch.testing.assert_close(skip, router.out[1](fused), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch,kernel,stride,spatial", [
+    (3, 3, 1, (12, 20, 24)),  # the network's depthwise 3x3x3 convolutions (cross-sample pairs subtracted)
+    (1, 3, 1, (10, 40, 48)),  # one sample: no cross-sample pairs
+    (2, (1, 3, 3), 1, (8, 40, 48)),  # in-plane kernels (thick-slice plans): one 2-D call
+    (2, 3, (1, 2, 2), (6, 48, 48)),  # in-plane stride
+    (4, 3, 1, (2, 48, 48)),  # two slices per sample, the kernel reaches across the whole depth
+])
+def test_depthwise_weight_gradient_by_slices_equals_the_3d_gradient(batch, kernel, stride, spatial):
+    """Value and input gradient as nn.Conv3d's (float32, 1e-5); weight and bias gradients, sums over 10^4-10^5
+    voxels in another order, against float64: within 1e-5 of their largest entry (measured: <= 2.5e-6; the
+    3-D float32 route's own error is up to 3.6e-6)."""
+    from nnunetv2_lightmedseg.network.convolutions import _OneDNNConvolution, _sliced_depthwise_applies
+    torch.manual_seed(0)
+    c = 16
+    pad = tuple(k // 2 for k in ((kernel,) * 3 if isinstance(kernel, int) else kernel))
+    m = Conv3d(c, c, kernel, stride, pad, groups=c)
+    ref = nn.Conv3d(c, c, kernel, stride, pad, groups=c).double()
+    ref.load_state_dict(m.state_dict())
+    x = _cl(batch, c, *spatial)
+    assert _sliced_depthwise_applies(x, m.weight, m.padding, m.stride, m.dilation, m.groups)  # not vacuous
+    x = x.requires_grad_()
+    x_ref = x.detach().double().requires_grad_()
+    y, y_ref = m(x), ref(x_ref)
+    assert y.grad_fn.name().endswith(_OneDNNConvolution.__name__ + "Backward")
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g.double())
+    torch.testing.assert_close(x.grad.double(), x_ref.grad, rtol=1e-5, atol=1e-5)
+    for a, b in ((m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
+        assert a.shape == b.shape
+        assert (a.double() - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_depthwise_weight_gradient_by_slices_applies_only_where_it_is_exact_and_pays():
+    from nnunetv2_lightmedseg.network.convolutions import SLICED_WEIGHT_GRAD_MIN_NUMEL, _sliced_depthwise_applies
+    big = _cl(2, 16, 8, 64, 64)
+    assert big.numel() >= SLICED_WEIGHT_GRAD_MIN_NUMEL
+    dw = torch.zeros(16, 1, 3, 3, 3)
+    one = (1, 1, 1)
+    assert _sliced_depthwise_applies(big, dw, (1, 1, 1), one, one, 16)
+    assert not _sliced_depthwise_applies(big, torch.zeros(16, 16, 3, 3, 3), (1, 1, 1), one, one, 1)  # dense
+    assert not _sliced_depthwise_applies(big, dw, (1, 1, 1), (2, 1, 1), one, 16)  # strided along D
+    assert not _sliced_depthwise_applies(big, dw, (0, 1, 1), one, one, 16)  # not 'same' along D
+    assert not _sliced_depthwise_applies(big, dw, (1, 1, 1), one, (2, 1, 1), 16)  # dilated
+    assert not _sliced_depthwise_applies(big.contiguous(), dw, (1, 1, 1), one, one, 16)  # default layout
+    assert not _sliced_depthwise_applies(_cl(1, 16, 4, 8, 8), dw, (1, 1, 1), one, one, 16)  # small: one 3-D call
+
+
+@pytest.mark.parametrize("shapes", [
+    ((2, 8, 4, 5, 6), (2, 1, 4, 5, 6), (2, 8, 4, 5, 6)),  # three-path blend: one-channel weights
+    ((2, 8, 1, 1, 1), (2, 8, 4, 5, 6), (2, 8, 1, 1, 1)),  # FiLM: per-channel scale and shift
+    ((2, 8, 4, 5, 6), (2, 8, 4, 5, 6), (2, 8, 4, 5, 6)),  # no broadcasting
+])
+def test_addcmul_equals_torch_addcmul_in_value_and_gradients(shapes):
+    from nnunetv2_lightmedseg.network.elementwise import addcmul
+    torch.manual_seed(0)
+    a, x, w = (torch.randn(*s, requires_grad=True) for s in shapes)
+    a2, x2, w2 = (t.detach().clone().requires_grad_() for t in (a, x, w))
+    y, y_ref = addcmul(a, x, w), torch.addcmul(a2, x2, w2)
+    assert y.grad_fn.name() == "_AddCMulBackward"  # the lean backward ran
+    torch.testing.assert_close(y, y_ref)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    for t, r in ((a, a2), (x, x2), (w, w2)):
+        torch.testing.assert_close(t.grad, r.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference: torch.addcmul itself
+        assert addcmul(a, x, w).grad_fn is None
+    assert addcmul(a.double(), x.double(), w.double()).grad_fn.name() == "AddcmulBackward0"
+
+
+def test_mean_by_sum_equals_torch_mean_in_value_and_gradient():
+    from nnunetv2_lightmedseg.network.elementwise import mean
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 4, 5, 6, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    for dims, keep in (((2, 3, 4), False), ((1,), True)):
+        y, y_ref = mean(x, dims, keep), x2.mean(dim=dims, keepdim=keep)
+        torch.testing.assert_close(y, y_ref)
+        g = torch.randn_like(y)
+        y.backward(g)
+        y_ref.backward(g)
+        torch.testing.assert_close(x.grad, x2.grad)

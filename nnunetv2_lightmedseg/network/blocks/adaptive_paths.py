@@ -18,6 +18,7 @@ from torch import nn
 from ..checks import check_positive_ints
 from .ghost_conv import GhostConv3D
 from ..convolutions import Conv3d, PointwiseConv3d
+from ..elementwise import addcmul
 
 
 class AdaptiveThreePath(nn.Module):
@@ -36,7 +37,7 @@ class AdaptiveThreePath(nn.Module):
         # w0 * depthwise + w1 * ghost + w2 * pointwise in three full-size ops (addcmul: a + b * c) instead of five
         # split, not slices: its backward (a cat) keeps the gradient channels-last (a slice's writes into zeros)
         w0, w1, w2 = w.split(1, dim=1)
-        y = torch.addcmul(torch.addcmul(w2 * self.pointwise(x), w1, self.ghost(x)), w0, self.depthwise(x))
+        y = addcmul(addcmul(w2 * self.pointwise(x), w1, self.ghost(x)), w0, self.depthwise(x))
         if return_weights:
             return y, w
         return y

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
+from ..elementwise import addcmul
 
 
 class AnchorFiLM(nn.Module):
@@ -26,4 +27,4 @@ class AnchorFiLM(nn.Module):
         a = anchors.flatten(1)
         gamma = self.to_scale(a)[:, :, None, None, None]
         beta = self.to_shift(a)[:, :, None, None, None]
-        return torch.addcmul(beta, x, 1 + gamma)  # x * (1 + gamma) + beta in one full-size op
+        return addcmul(beta, x, 1 + gamma)  # x * (1 + gamma) + beta in one full-size op

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..convolutions import Conv3d, PointwiseConv3d
+from ..elementwise import mean
 
 #: texture-map normalisations: per-sample max (default) or the outlier-robust ratio to the per-sample median
 TEXTURE_NORMS = ("max", "median")
@@ -66,7 +67,7 @@ class LocalStructuralPrior(nn.Module):
         self.eps = eps
 
     def texture_map(self, f0: torch.Tensor) -> torch.Tensor:
-        r = (f0 - self.smooth(f0)).abs().mean(dim=1, keepdim=True)
+        r = mean((f0 - self.smooth(f0)).abs(), (1,), keepdim=True)
         if self.texture_norm == "median":
             typical = r.flatten(2).median(dim=2).values[..., None, None, None]
             return r / (r + typical + self.eps)

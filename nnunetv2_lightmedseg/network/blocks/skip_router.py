@@ -52,6 +52,7 @@ from torch import nn
 from ..schedule import DEFAULT_STRIDES, check_strides, cumulative_factors, downsample_avg, resample_between, \
     upsample_trilinear
 from ..convolutions import PointwiseConv3d
+from ..elementwise import addcmul
 
 
 def resample_pow2(x: torch.Tensor, log2_factor: int) -> torch.Tensor:
@@ -124,6 +125,6 @@ class MultiScaleSkipRouter(nn.Module):
         ws = w.split(1, dim=1)  # not slices: the backward of split (a cat) keeps the gradient channels-last
         fused = ws[0] * aligned[0]
         for s in range(1, len(aligned)):
-            fused = torch.addcmul(fused, ws[s], aligned[s])  # fused + w_s * aligned_s, one op
+            fused = addcmul(fused, ws[s], aligned[s])  # fused + w_s * aligned_s, one op
         y = self.out[k](fused)
         return (y, w) if return_weights else y

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_ints
+from ..elementwise import mean
 
 
 class SqueezeExcite3D(nn.Module):
@@ -25,6 +26,6 @@ class SqueezeExcite3D(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean(dim=(2, 3, 4))
+        s = mean(x, (2, 3, 4))
         s = torch.sigmoid(self.fc2(self.act(self.fc1(s))))
         return x * s[:, :, None, None, None]
