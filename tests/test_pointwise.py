@@ -51,6 +51,7 @@ def test_pointwise_conv_equals_conv3d_in_value_gradient_and_layout(cin, cout, sh
     dict(in_channels=8, out_channels=8, kernel_size=(1, 3, 3), padding=(0, 1, 1), groups=8),  # in-plane
     dict(in_channels=4, out_channels=8, kernel_size=3, stride=(1, 2, 2), padding=1),  # strided: convolution_backward
     dict(in_channels=1, out_channels=4, kernel_size=3, stride=2, padding=1),  # one-channel image (the stem)
+    dict(in_channels=24, out_channels=1, kernel_size=3, padding=1),  # one output channel: depthwise + channel sum
 ])
 def test_onednn_conv_equals_conv3d_in_value_and_every_gradient(kwargs):
     torch.manual_seed(0)
@@ -255,3 +256,25 @@ def test_mean_by_sum_equals_torch_mean_in_value_and_gradient():
         y.backward(g)
         y_ref.backward(g)
         torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_one_output_channel_conv_runs_as_a_depthwise_conv_and_a_channel_sum():
+    """LSPM's gate (24 -> 1): the depthwise route, at a size where its weight gradient also runs as slices."""
+    torch.manual_seed(0)
+    m = Conv3d(24, 1, 3, padding=1)
+    ref = nn.Conv3d(24, 1, 3, padding=1).double()
+    ref.load_state_dict(m.state_dict())
+    x = _cl(2, 24, 8, 24, 32).requires_grad_()
+    x_ref = x.detach().double().requires_grad_()
+    y, y_ref = m(x), ref(x_ref)
+    assert y.grad_fn.name() == "AddBackward0" and y.grad_fn.next_functions[0][0].name() == "SumBackward1"
+    assert y.is_contiguous(memory_format=CHANNELS_LAST)
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g.double())
+    torch.testing.assert_close(x.grad.double(), x_ref.grad, rtol=1e-5, atol=1e-5)
+    for a, b in ((m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
+        assert a.shape == b.shape and (a.double() - b).abs().max() <= 1e-5 * b.abs().max()
+    with torch.no_grad():  # inference takes the same route
+        torch.testing.assert_close(m(x).double(), y_ref, rtol=1e-5, atol=1e-5)
