@@ -250,6 +250,32 @@ def test_overlapping_upsampling_runs_as_a_subpixel_convolution_with_the_same_num
 
 
 
+@pytest.mark.parametrize("stride,out_size", [(2, (12, 13, 9)), (2, (11, 14, 10)), ((1, 2, 2), (6, 13, 10))])
+def test_overlapping_upsampling_crops_as_it_shuffles_with_the_transposed_convs_numbers(stride, out_size):
+    """``OverlapExpandConv3d(x, out_size)`` writes only the kept voxels (its pixel shuffle has its own backward
+    pass, strided copies): value, layout and every gradient as the transposed convolution cropped afterwards,
+    for even and odd sizes (odd: some parities stop one voxel earlier)."""
+    from nnunetv2_lightmedseg.network.convolutions import OverlapExpandConv3d
+    from nnunetv2_lightmedseg.network.layout import to_channels_last
+    torch.manual_seed(0)
+    up = OverlapExpandConv3d(5, 3, stride)
+    with torch.no_grad():
+        up.weight.normal_()
+        up.bias.normal_()
+    x = to_channels_last(torch.randn(2, 5, 6, 7, 5)).requires_grad_()
+    x_ref = x.detach().contiguous().requires_grad_()
+    got = up(x, out_size)
+    ref = F.conv_transpose3d(x_ref, up.weight, up.bias, up.stride, up.padding)
+    ref = ref[:, :, :out_size[0], :out_size[1], :out_size[2]]
+    assert got.shape == ref.shape and got.is_contiguous()
+    assert got.grad_fn.name() == "_PixelShuffle3dBackward"
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(got, [x, up.weight, up.bias], g),
+                    torch.autograd.grad(ref, [x_ref, up.weight, up.bias], g)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("stride,out_size", [(2, (10, 14, 9)), ((1, 2, 2), (6, 13, 16)), (2, (12, 16, 16))])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("upsampling", ["blocks", "overlap"])
