@@ -278,3 +278,26 @@ def test_one_output_channel_conv_runs_as_a_depthwise_conv_and_a_channel_sum():
         assert a.shape == b.shape and (a.double() - b).abs().max() <= 1e-5 * b.abs().max()
     with torch.no_grad():  # inference takes the same route
         torch.testing.assert_close(m(x).double(), y_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mix_halves_equals_lerp_of_the_split_halves_in_value_gradient_and_layout():
+    from nnunetv2_lightmedseg.network.elementwise import mix_halves
+    torch.manual_seed(0)
+    e = _cl(2, 16, 4, 5, 6).requires_grad_()
+    w = torch.rand(2, 1, 4, 5, 6, requires_grad=True)
+    e2, w2 = e.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    y = mix_halves(e, w)
+    assert y.grad_fn.name() == "_MixHalvesBackward"
+    a, b = e2.split(8, dim=1)
+    y_ref = w2 * a + (1 - w2) * b
+    torch.testing.assert_close(y, y_ref)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    torch.testing.assert_close(e.grad, e2.grad)
+    torch.testing.assert_close(w.grad, w2.grad, rtol=1e-5, atol=1e-5)
+    assert e.grad.is_contiguous(memory_format=CHANNELS_LAST)  # written into one channels-last tensor
+    with torch.no_grad():
+        torch.testing.assert_close(mix_halves(e, w), y_ref)
+    with pytest.raises(ValueError, match="even number of channels"):
+        mix_halves(torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 1, 2, 2, 2))

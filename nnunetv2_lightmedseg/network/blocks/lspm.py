@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..convolutions import Conv3d, PointwiseConv3d
-from ..elementwise import mean
+from ..elementwise import mean, mix_halves
 
 #: texture-map normalisations: per-sample max (default) or the outlier-robust ratio to the per-sample median
 TEXTURE_NORMS = ("max", "median")
@@ -86,11 +86,9 @@ class LocalStructuralPrior(nn.Module):
         b = self.to_expert_weights.bias
         w0 = torch.sigmoid(torch.addcmul(b[0] - b[1], g, a[0] - a[1]))
         e = self.experts(f0)
-        c = self.out_channels
-        # w0 * e0 + w1 * e1 with w1 = 1 - w0, as one op: e1 + w0 * (e0 - e1)
-        # split, not slices: its backward (a cat) keeps the gradient channels-last; lerp needs one dtype (autocast)
-        e0, e1 = e.split(c, dim=1)
-        mixed = torch.lerp(e1, e0, w0.to(e.dtype))
+        # w0 * e0 + w1 * e1 with w1 = 1 - w0, as one op (lerp: e1 + w0 * (e0 - e1)) over the experts' two channel
+        # halves; lerp needs one dtype (autocast)
+        mixed = mix_halves(e, w0.to(e.dtype))
         if return_gate:
             return mixed, t, g, torch.cat((w0, 1 - w0), dim=1)
         return mixed, t
