@@ -34,6 +34,23 @@ def _assert_same_as(m: nn.Module, ref: nn.Module, x: torch.Tensor) -> torch.Tens
     return y
 
 
+def _assert_close_to_float64(m: nn.Module, ref: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``m`` (float32) against ``ref`` (the same module in float64, same state dict): output and input gradient
+    within 1e-5; weight and bias gradients, sums over 10^4-10^5 voxels, within 1e-5 of their largest entry.
+    Returns ``m``'s output (with gradients)."""
+    x = x.detach().requires_grad_()
+    x_ref = x.detach().double().requires_grad_()
+    y, y_ref = m(x), ref(x_ref)
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g.double())
+    torch.testing.assert_close(x.grad.double(), x_ref.grad, rtol=1e-5, atol=1e-5)
+    for a, b in ((m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
+        assert a.shape == b.shape and (a.double() - b).abs().max() <= 1e-5 * b.abs().max()
+    return y
+
+
 @pytest.mark.parametrize("cin,cout,shape", [(16, 16, (2, 6, 5, 7)), (1, 2, (3, 4, 4, 5)), (256, 64, (1, 3, 4, 3))])
 def test_pointwise_conv_equals_conv3d_in_value_gradient_and_layout(cin, cout, shape):
     torch.manual_seed(0)
@@ -180,9 +197,8 @@ def test_fused_blends_equal_the_papers_formulas():
     (4, 3, 1, (2, 48, 48)),  # two slices per sample, the kernel reaches across the whole depth
 ])
 def test_depthwise_weight_gradient_by_slices_equals_the_3d_gradient(batch, kernel, stride, spatial):
-    """Value and input gradient as nn.Conv3d's (float32, 1e-5); weight and bias gradients, sums over 10^4-10^5
-    voxels in another order, against float64: within 1e-5 of their largest entry (measured: <= 2.5e-6; the
-    3-D float32 route's own error is up to 3.6e-6)."""
+    """Against float64 (:func:`_assert_close_to_float64`); the weight and bias gradients, sums in another order,
+    measured <= 2.5e-6 of their largest entry (the 3-D float32 route's own error: up to 3.6e-6)."""
     from nnunetv2_lightmedseg.network.convolutions import _OneDNNConvolution, _sliced_depthwise_applies
     torch.manual_seed(0)
     c = 16
@@ -192,18 +208,8 @@ def test_depthwise_weight_gradient_by_slices_equals_the_3d_gradient(batch, kerne
     ref.load_state_dict(m.state_dict())
     x = _cl(batch, c, *spatial)
     assert _sliced_depthwise_applies(x, m.weight, m.padding, m.stride, m.dilation, m.groups)  # not vacuous
-    x = x.requires_grad_()
-    x_ref = x.detach().double().requires_grad_()
-    y, y_ref = m(x), ref(x_ref)
+    y = _assert_close_to_float64(m, ref, x)
     assert y.grad_fn.name().endswith(_OneDNNConvolution.__name__ + "Backward")
-    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
-    g = torch.randn_like(y)
-    y.backward(g)
-    y_ref.backward(g.double())
-    torch.testing.assert_close(x.grad.double(), x_ref.grad, rtol=1e-5, atol=1e-5)
-    for a, b in ((m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
-        assert a.shape == b.shape
-        assert (a.double() - b).abs().max() <= 1e-5 * b.abs().max()
 
 
 def test_depthwise_weight_gradient_by_slices_applies_only_where_it_is_exact_and_pays():
@@ -264,20 +270,12 @@ def test_one_output_channel_conv_runs_as_a_depthwise_conv_and_a_channel_sum():
     m = Conv3d(24, 1, 3, padding=1)
     ref = nn.Conv3d(24, 1, 3, padding=1).double()
     ref.load_state_dict(m.state_dict())
-    x = _cl(2, 24, 8, 24, 32).requires_grad_()
-    x_ref = x.detach().double().requires_grad_()
-    y, y_ref = m(x), ref(x_ref)
+    x = _cl(2, 24, 8, 24, 32)
+    y = _assert_close_to_float64(m, ref, x)
     assert y.grad_fn.name() == "AddBackward0" and y.grad_fn.next_functions[0][0].name() == "SumBackward1"
     assert y.is_contiguous(memory_format=CHANNELS_LAST)
-    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
-    g = torch.randn_like(y)
-    y.backward(g)
-    y_ref.backward(g.double())
-    torch.testing.assert_close(x.grad.double(), x_ref.grad, rtol=1e-5, atol=1e-5)
-    for a, b in ((m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
-        assert a.shape == b.shape and (a.double() - b).abs().max() <= 1e-5 * b.abs().max()
     with torch.no_grad():  # inference takes the same route
-        torch.testing.assert_close(m(x).double(), y_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(m(x), y.detach())
 
 
 def test_mix_halves_equals_lerp_of_the_split_halves_in_value_gradient_and_layout():
