@@ -299,3 +299,27 @@ def test_mix_halves_equals_lerp_of_the_split_halves_in_value_gradient_and_layout
         torch.testing.assert_close(mix_halves(e, w), y_ref)
     with pytest.raises(ValueError, match="even number of channels"):
         mix_halves(torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 1, 2, 2, 2))
+
+
+def test_pointwise_forward_cat_equals_the_conv_of_the_concatenation():
+    """Decoder fusion and skip-router controller: no concatenated tensor, same value and every gradient."""
+    torch.manual_seed(0)
+    m = PointwiseConv3d(24, 8)
+    parts = [_cl(2, 16, 4, 5, 6).requires_grad_(), _cl(2, 8, 4, 5, 6).requires_grad_()]
+    y = m.forward_cat(parts)
+    assert y.is_contiguous(memory_format=CHANNELS_LAST)
+    ref_parts = [p.detach().clone().requires_grad_() for p in parts]
+    ref = nn.Conv3d(24, 8, 1)
+    ref.load_state_dict(m.state_dict())
+    y_ref = ref(torch.cat(ref_parts, dim=1))
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y_ref)
+    y.backward(g)
+    y_ref.backward(g)
+    for a, b in [(p.grad, r.grad) for p, r in zip(parts, ref_parts)] + [(m.weight.grad, ref.weight.grad),
+                                                                        (m.bias.grad, ref.bias.grad)]:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="16 channels together, the convolution takes 24"):
+        m.forward_cat(parts[:1])
+    off_route = [p.detach().double() for p in parts]  # float64: the plain concatenation and convolution
+    torch.testing.assert_close(m.double().forward_cat(off_route), F.conv3d(torch.cat(off_route, 1), m.weight, m.bias))

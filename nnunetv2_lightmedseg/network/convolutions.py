@@ -228,6 +228,26 @@ class PointwiseConv3d(Conv3d):
         check_positive_ints("PointwiseConv3d", in_channels=in_channels, out_channels=out_channels)
         super().__init__(in_channels, out_channels, 1, bias=bias)
 
+    def forward_cat(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``self(torch.cat(tensors, dim=1))`` without the concatenation: on the oneDNN route, the sum of each
+        tensor's convolution with its slice of the weight's input channels. The concatenated tensor cost a full
+        copy forward and, backward, its gradient's channel slices had to be copied again before each producer's
+        convolution could read them (decoder fusion, 2 % of a hippocampus training step; skip-router
+        controller). Same sums in another order."""
+        total = sum(t.shape[1] for t in tensors)
+        if total != self.in_channels:
+            raise ValueError(f"PointwiseConv3d.forward_cat: the tensors have {total} channels together, the "
+                             f"convolution takes {self.in_channels}")
+        if len(tensors) == 1 or not all(onednn_applies(t, self.weight) for t in tensors):
+            return self(torch.cat(tuple(tensors), dim=1))
+        out, start = None, 0
+        for t in tensors:
+            w = self.weight[:, start:start + t.shape[1]].contiguous(memory_format=CHANNELS_LAST)
+            y = self._onednn(t, w, self.bias if out is None else None, 1)
+            out = y if out is None else out + y
+            start += t.shape[1]
+        return out
+
 
 class PatchExpandConv3d(nn.ConvTranspose3d):
     """``nn.ConvTranspose3d(in_channels, out_channels, kernel_size=stride, stride=stride)``: every input voxel

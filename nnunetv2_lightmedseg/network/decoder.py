@@ -47,7 +47,8 @@ class DecoderStage(nn.Module):
         u = self.up(x)
         if self.pos is not None:
             u = self.pos(u, anchors)
-        h = self.fuse_se(self.fuse(torch.cat((u, skip), dim=1)))
+        # fuse = 1x1x1 conv of cat(u, skip), GroupNorm, SiLU; the conv without building the concatenation
+        h = self.fuse_se(self.fuse[1:](self.fuse[0].forward_cat((u, skip))))
         h, w = self.paths(h, return_weights=True)
         h = self.se(h)
         return (h, w) if return_weights else h

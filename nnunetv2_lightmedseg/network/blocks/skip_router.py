@@ -121,7 +121,8 @@ class MultiScaleSkipRouter(nn.Module):
                 aligned.append(self.proj[s](resample_between(f, source, target)))
             else:  # coarser grid: project where it is cheap, then upsample
                 aligned.append(resample_between(self.proj[s](f), source, target))
-        w = torch.softmax(self.controller(torch.cat(aligned, dim=1)), dim=1)
+        # controller = 1x1x1 conv of cat(aligned), SiLU, 1x1x1 conv; the first without building the concatenation
+        w = torch.softmax(self.controller[1:](self.controller[0].forward_cat(aligned)), dim=1)
         ws = w.split(1, dim=1)  # not slices: the backward of split (a cat) keeps the gradient channels-last
         fused = ws[0] * aligned[0]
         for s in range(1, len(aligned)):
