@@ -271,7 +271,13 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
         """Input voxels along ``axis`` that the first ``out_size`` output voxels read: ``ceil(out_size / s)``."""
         return -(-int(out_size) // self.stride[axis])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """``out_size`` crops the output to its first ``out_size`` voxels per axis (a view), as
+        :class:`OverlapExpandConv3d` does: the head calls both the same way."""
+        y = self._expand(x)
+        return y if out_size is None else y[:, :, :out_size[0], :out_size[1], :out_size[2]]
+
+    def _expand(self, x: torch.Tensor) -> torch.Tensor:
         if not is_channels_last(x):
             return super().forward(x)
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):

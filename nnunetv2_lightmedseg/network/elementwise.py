@@ -16,7 +16,7 @@
   ``grad.expand(x.shape) / N``, a full-size division; that of ``sum`` is a broadcast view, and the scaling acts
   on the reduced result (Squeeze-and-Excitation's pooling, LSPM's texture map).
 
-Same mathematics (tested against ``torch.addcmul`` and ``mean``: values and gradients).
+Same mathematics (tested against ``torch.addcmul``, ``split`` + ``lerp`` and ``torch.mean``: values and gradients).
 """
 from __future__ import annotations
 

@@ -63,9 +63,7 @@ class SegmentationHead(nn.Module):
                 keep = [min(up.input_extent(n, a), x.shape[2 + a]) for a, n in enumerate(out_size)]
                 if keep != list(x.shape[2:]):
                     x = to_channels_last(x[:, :, :keep[0], :keep[1], :keep[2]])  # a small copy (classes wide)
-            if isinstance(up, OverlapExpandConv3d):  # crops as it shuffles (the cropped voxels are never written)
-                return up(x, out_size)
-            x = up(x)
+            return up(x, out_size)  # both upsamplings crop to out_size (the overlapping one as it shuffles)
         if out_size is not None and list(x.shape[2:]) != [int(n) for n in out_size]:
             x = x[:, :, :out_size[0], :out_size[1], :out_size[2]]
         return x
