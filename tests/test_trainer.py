@@ -334,3 +334,42 @@ def test_resume_from_checkpoint_resyncs_the_per_iteration_schedule(tiny, nnunet_
     assert r.lr_scheduler.iteration == 10
     assert r.optimizer.param_groups[0]["lr"] == pytest.approx(r.lr_scheduler.lr_at(10))
     assert math.isfinite(float(r.train_step(next(dl_tr))["loss"]))
+
+
+# ------------------------------------------------------------------------------------- CPU thread count
+def test_cpu_thread_count_from_timed_steps_fixed_or_rejected(tiny, nnunet_paths, monkeypatch):
+    """On a CPU the trainer times its steps for the thread tuner (training/cpu_threads.py) and logs the choice;
+    LIGHTMEDSEG_CPU_THREADS=N fixes the count; a bad value fails at construction, before any work."""
+    from nnunetv2_lightmedseg.training.cpu_threads import ENV_SWITCH
+    cls = ALL_TRAINERS["nnUNetTrainer_LightMedSeg_Smoke"]
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(ENV_SWITCH, "many")
+        with pytest.raises(ValueError, match=f"{ENV_SWITCH} must be 'auto'"):
+            make_trainer(tiny, cls)
+
+        monkeypatch.setenv(ENV_SWITCH, "auto")
+        torch.set_num_threads(2)  # what nnUNetv2_train -device cpu sets on a 2-core machine
+        t = make_trainer(tiny, cls)
+        t.on_train_start()
+        tuner = t._thread_tuner
+        assert tuner is not None and tuner.candidates == [2, 1]
+        t.on_train_epoch_start()
+        for _ in range(tuner.rounds * 2 + 2):  # a first step at each count, then the rounds
+            assert math.isfinite(float(t.train_step(next(t.dataloader_train))["loss"]))
+        assert not tuner.probing and len(tuner.history) == 1 and tuner.threads in (1, 2)
+        assert t.lr_scheduler.iteration == tuner.rounds * 2 + 2
+        with open(t.log_file) as f:
+            assert f"training on {tuner.threads} CPU thread" in f.read()
+        t.on_train_end()
+
+        monkeypatch.setenv(ENV_SWITCH, "1")
+        torch.set_num_threads(2)
+        t = make_trainer(tiny, cls)
+        t.on_train_start()
+        assert t._thread_tuner is None and torch.get_num_threads() == 1
+        with open(t.log_file) as f:
+            assert f"training on 1 CPU thread(s) ({ENV_SWITCH}=1)" in f.read()
+        t.on_train_end()
+    finally:
+        torch.set_num_threads(before)

@@ -12,6 +12,7 @@ import torch
 from ..utils.tables import cell, table_lines
 from ..utils.timing import forward_callable, interleaved_timings, summarize
 from ..training.cpu_allocator import configure_cpu_allocator
+from ..training.cpu_threads import ThreadTuner
 from .entries import STOCK, ModelEntry
 from .measure import FLOP_CONVENTION, count_flops, count_parameters, cuda_available, measure_peak_memory
 from .plans_setup import BenchmarkSetup
@@ -26,12 +27,15 @@ def machine_info(threads: int) -> dict:
 def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], runs: int = 5, threads: int = 2,
                           warmup: int = 1, forward_batch: int = 1, train_batch: Optional[int] = None,
                           train_runs: int = 3, measure_train: bool = True, measure_memory: bool = True,
-                          measure_cuda: Optional[bool] = None,
+                          measure_cuda: Optional[bool] = None, tune_threads: bool = False,
                           progress: Optional[Callable[[str], None]] = None) -> List[dict]:
     """Measure every entry; returns one dict per entry (the rows of ``--json``).
 
     Forward latency uses a batch of ``forward_batch`` patches (nnU-Net's predictor: 1); the training step the
     planned batch size (``train_batch`` overrides it). Ratios to the stock row are added when one is present.
+    ``tune_threads``: every network's training steps run under its own
+    :class:`~nnunetv2_lightmedseg.training.cpu_threads.ThreadTuner` (up to ``threads``), as LightMedSeg's trainer
+    runs them on a CPU; its first choice is made in untimed steps, later re-checks are timed.
     """
     say = progress or (lambda s: None)
     torch.set_num_threads(threads)
@@ -76,10 +80,23 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
             rows[e.name].update(loss=steps[e.name].loss_name, optimizer=steps[e.name].optimizer_name,
                                 train_batch=train_batch, train_batch_source=steps[e.name].batch_source)
         tcalls = {n: (lambda s=steps[n], b=batches[n]: s(b)) for n in steps}
-        ttimes = interleaved_timings(tcalls, train_runs, 1, progress=say)
+        if tune_threads:
+            tuners = {n: ThreadTuner(threads) for n in steps}
+            tcalls = {n: (lambda c=tcalls[n], t=tuners[n]: t.run(c)) for n in steps}
+            while any(t.probing for t in tuners.values()):  # untimed, interleaved: warm-up and first choice
+                for n, t in tuners.items():
+                    if t.probing:
+                        say(f"choosing threads {n} (trying {t.next_count})")
+                        tcalls[n]()
+            ttimes = interleaved_timings(tcalls, train_runs, 0, progress=say)
+            torch.set_num_threads(threads)
+        else:
+            ttimes = interleaved_timings(tcalls, train_runs, 1, progress=say)
         for name, t in ttimes.items():
             s = summarize(t)
             rows[name].update(train_step_s=s["median"], train_step_spread=s, train_step_runs_s=t)
+            if tune_threads:
+                rows[name].update(train_threads=tuners[name].threads, train_thread_choices=tuners[name].history)
         del steps, batches, tcalls
         gc.collect()
     else:
@@ -200,6 +217,9 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
         notes.append(f"train step = nnU-Net trainer train_step (forward, loss, backward, clip, optimiser step), "
                      f"batch {r0['train_batch']} ({r0.get('train_batch_source')}, the same for every network); losses: " +
                      "; ".join(f"{r['name']}: {r.get('loss')}" for r in rows))
+        if r0.get("train_threads"):
+            notes.append(f"train step threads chosen from timed steps (--tune-threads, training/cpu_threads.py, up to "
+                         f"{info['threads']}): " + "; ".join(f"{r['name']}: {r['train_threads']}" for r in rows))
     if has_cuda:
         notes.append(f"CUDA: {info.get('cuda')}, fp16 autocast, synchronised, median")
     return "\n".join(table_lines(head, lines) + [""] + ["  " + n for n in notes])

@@ -91,6 +91,9 @@ def add_parser(subparsers) -> None:
     n.add_argument("--load", type=int, default=0, metavar="N",
                    help="synthetic CPU load: N busy processes run beside the measurement (default %(default)s; "
                         "2 on a 2-core machine is one other training's worth)")
+    n.add_argument("--tune-threads", action="store_true",
+                   help="time every network's training step at the thread count it is fastest with (up to "
+                        "--threads), chosen from timed steps as LightMedSeg's trainer does on a CPU")
     n.add_argument("--no-train", action="store_true", help="skip the training-step measurements")
     n.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     n.add_argument("--stock-channels-last", action="store_true",
@@ -219,7 +222,7 @@ def run_network(args: argparse.Namespace) -> int:
         rows = run_network_benchmark(setup, entries, runs=args.runs, threads=args.threads, warmup=args.warmup,
                                      forward_batch=1, train_batch=setup.batch_size, train_runs=args.train_runs,
                                      measure_train=not args.no_train, measure_memory=not args.no_memory,
-                                     progress=lambda s: print("  " + s, flush=True))
+                                     tune_threads=args.tune_threads, progress=lambda s: print("  " + s, flush=True))
     info["loadavg_after"] = load_average()
     info["load_processes"] = args.load
     for r in rows:

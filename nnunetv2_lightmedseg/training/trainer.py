@@ -16,7 +16,10 @@ nnU-Net hook                           LightMedSeg (paper section)
                                        ``loss_options``; wrapped in nnU-Net's ``DeepSupervisionWrapper``
                                        (weights 1, 1/2, 1/4, normalised) when deep supervision is on
 ``configure_optimizers``               AdamW + per-iteration linear warm-up and cosine annealing (§4)
-``train_step``                         stock step (grad-norm clipping at 12), then one scheduler step
+``train_step``                         stock step (grad-norm clipping at 12), then one scheduler step; on a
+                                       CPU, timed for the thread tuner (see :mod:`.cpu_threads`)
+``on_train_start``                     stock, then on a CPU device the thread count from timed steps
+                                       (``LIGHTMEDSEG_CPU_THREADS``: ``auto`` or a fixed count)
 ``initialize``                         stock, then channels_last_3d weights on CPU; records the network's
                                        configuration in the plans nnU-Net copies to the results folder
 ``save_checkpoint``/``load_checkpoint``  stock, plus the network record (see :mod:`.network_config`)
@@ -68,6 +71,7 @@ Variants change class attributes only: ``network_options`` (kwargs of :class:`Li
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
@@ -86,6 +90,7 @@ from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
 from nnunetv2_lightmedseg.training.cpu_allocator import ENV_SWITCH, configure_cpu_allocator
+from nnunetv2_lightmedseg.training.cpu_threads import ENV_SWITCH as THREADS_SWITCH, ThreadTuner, thread_setting
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
 from nnunetv2_lightmedseg.training.network_config import (KEY as NETWORK_KEY, build_from_record, check_matches,
                                                           differences, make_record)
@@ -117,6 +122,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         self.min_lr = 1e-6
         self.warmup_fraction = 0.03
         self.adamw_betas = (0.9, 0.999)
+        self.cpu_threads = thread_setting()  # None: chosen from timed steps; read here so a typo fails at once
         for name, value in self.training_options.items():
             if not hasattr(self, name):
                 raise AttributeError(f"{type(self).__name__}.training_options sets unknown attribute {name!r}")
@@ -332,8 +338,26 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                                             self.num_iterations_per_epoch)
         return optimizer, scheduler
 
+    # ---------------------------------------------------------------------------------------------------- #
+    # CPU threads: chosen from timed steps (see .cpu_threads)
+    _thread_tuner: Optional[ThreadTuner] = None
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.device.type != "cpu" or self.is_ddp:
+            return
+        if self.cpu_threads is not None:
+            torch.set_num_threads(self.cpu_threads)
+            self.print_to_log_file(f"LightMedSeg: training on {self.cpu_threads} CPU thread(s) "
+                                   f"({THREADS_SWITCH}={self.cpu_threads})")
+        elif torch.get_num_threads() > 1:
+            self._thread_tuner = ThreadTuner(torch.get_num_threads(), log=self.print_to_log_file)
+
     def train_step(self, batch: dict) -> dict:
-        out = super().train_step(batch)
+        if self._thread_tuner is not None:
+            out = self._thread_tuner.run(functools.partial(super().train_step, batch))
+        else:
+            out = super().train_step(batch)
         # per-iteration schedule; nnU-Net's on_train_epoch_start re-syncs it to epoch * iterations_per_epoch
         self.lr_scheduler.step()
         self._advance_progress(out)
