@@ -153,8 +153,9 @@ def test_add_ratios_model_over_stock_and_speedup_stock_over_model():
 
 
 def test_tune_threads_times_each_network_at_its_chosen_thread_count(tmp_path, capsys):
-    """--tune-threads: every network's training step under its own thread tuner (training/cpu_threads.py),
-    the first choice made in untimed steps at every candidate count, recorded in the rows and the table."""
+    """--tune-threads: every network's forwards and training steps under their own thread tuners
+    (training/cpu_threads.py), the first choice made in untimed calls at every candidate count, recorded in the
+    rows and the table."""
     import torch
     js = tmp_path / "rows.json"
     assert cli(["benchmark", "network", "--in-channels", "1", "--shape", "32", "32", "32", "--num-classes", "3",
@@ -162,12 +163,14 @@ def test_tune_threads_times_each_network_at_its_chosen_thread_count(tmp_path, ca
                 "--no-memory", "--json", str(js)]) == 0
     rows = json.loads(js.read_text())
     for r in rows:
-        assert r["train_threads"] in (1, 2) and len(r["train_step_runs_s"]) == 2
-        first = r["train_thread_choices"][0]
-        assert first["reason"] == "first choice" and set(first["mean_s"]) == {"2", "1"}
-        assert first["threads"] == r["train_threads"] or len(r["train_thread_choices"]) > 1
+        assert len(r["train_step_runs_s"]) == 2 and len(r["latency_runs_s"]) == 1
+        for what in ("forward", "train"):
+            assert r[f"{what}_threads"] in (1, 2)
+            first = r[f"{what}_thread_choices"][0]
+            assert first["reason"] == "first choice" and set(first["mean_s"]) == {"2", "1"}
+            assert first["threads"] == r[f"{what}_threads"] or len(r[f"{what}_thread_choices"]) > 1
     out = capsys.readouterr().out
-    assert "train step threads chosen from timed steps (--tune-threads" in out
+    assert "threads chosen from timed calls (--tune-threads" in out
     assert torch.get_num_threads() == 2  # the benchmark's own count again after the training steps
 
 

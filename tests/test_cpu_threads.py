@@ -127,3 +127,59 @@ def test_small_changes_do_not_trigger_and_checks_recur():
     drive(tuner, lambda n, i: 0.3 if n == 2 else 0.5, 2)
     assert tuner.history[1]["reason"] == "20 steps since the last check" and tuner.threads == 2
 
+
+
+# ------------------------------------------------------------------------------------ inference forwards
+def _inference(module, n, shape=(1, 1, 8, 8, 8)):
+    with torch.no_grad():
+        for _ in range(n):
+            module(torch.randn(shape))
+
+
+def test_inference_forwards_are_tuned_and_others_left_alone(monkeypatch):
+    from nnunetv2_lightmedseg.training.cpu_threads import attach_inference_threads, detach_inference_threads
+    monkeypatch.delenv(ENV_SWITCH, raising=False)
+    module = torch.nn.Conv3d(1, 2, 3).eval()
+    hooks = attach_inference_threads(module, rounds=2)
+    assert attach_inference_threads(module) is hooks  # once per module
+    torch.set_num_threads(2)  # what nnU-Net's predictor sets at the start of a case
+    _inference(module, 6)  # a first forward at each count, then two rounds
+    assert hooks.tuner.candidates == [2, 1] and len(hooks.tuner.history) == 1 and hooks.tuner._steps == 6
+    module.train()
+    module(torch.randn(1, 1, 8, 8, 8))  # a training forward: not timed
+    module.eval()
+    torch.jit.trace(module, torch.randn(1, 1, 8, 8, 8), check_trace=False)  # traced for export: not timed
+    with torch.no_grad():
+        torch.jit.trace(module, torch.randn(1, 1, 8, 8, 8), check_trace=False)
+    assert hooks.tuner._steps == 6
+    _inference(module, 1)
+    assert hooks.tuner._steps == 7 and torch.get_num_threads() == hooks.tuner.threads
+    detach_inference_threads(module)
+    assert not module._forward_hooks and not module._forward_pre_hooks
+    assert not hasattr(module, "_lightmedseg_inference_threads")
+    detach_inference_threads(module)  # nothing attached: nothing to do
+
+
+def test_inference_threads_fixed_by_the_switch(monkeypatch):
+    from nnunetv2_lightmedseg.training.cpu_threads import attach_inference_threads
+    monkeypatch.setenv(ENV_SWITCH, "1")
+    module = torch.nn.Conv3d(1, 2, 3).eval()
+    hooks = attach_inference_threads(module)
+    torch.set_num_threads(2)
+    _inference(module, 3)
+    assert torch.get_num_threads() == 1 and hooks.tuner is None and hooks.fixed == 1
+
+
+def test_inference_threads_report(monkeypatch):
+    from nnunetv2_lightmedseg.training.cpu_threads import attach_inference_threads, inference_threads_report
+    monkeypatch.delenv(ENV_SWITCH, raising=False)
+    module = torch.nn.Conv3d(1, 2, 3).eval()
+    assert inference_threads_report(module) == "the caller's thread count (nnU-Net's)"
+    attach_inference_threads(module, rounds=1)
+    assert inference_threads_report(module) == "chosen from timed forwards (none run yet)"
+    torch.set_num_threads(2)
+    _inference(module, 1)
+    assert inference_threads_report(module) == "chosen from timed forwards (no choice made yet)"
+    _inference(module, 3)
+    chosen = module._lightmedseg_inference_threads.tuner.threads
+    assert inference_threads_report(module) == f"chosen from timed forwards: {chosen} (choices: {chosen} at forward 4)"

@@ -212,6 +212,7 @@ def test_deep_supervision_variant_trains_on_nnunet_targets_and_predicts_one_outp
     assert net.deep_supervision is False
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only predictor's thread tuning too")
 def test_checkpoint_loads_strictly_through_nnunet_predictor(tiny, nnunet_paths):
     """Save with the trainer's own save_checkpoint, load with nnUNetPredictor (which calls
     build_network_architecture(enable_deep_supervision=False) and load_state_dict strictly)."""
@@ -229,8 +230,13 @@ def test_checkpoint_loads_strictly_through_nnunet_predictor(tiny, nnunet_paths):
     assert type(p.network) is LightMedSeg and p.network.config["use_anchors"] is False
     x = torch.randn(1, 1, 32, 40, 40)
     t.network.eval()
+    p.network.eval()  # as nnU-Net's predict_sliding_window_return_logits does
     with torch.no_grad():
         assert torch.allclose(p.network(x), t.network(x), atol=1e-5)
+    # a CPU-only process: the predictor's network times its forwards for the thread count (training/cpu_threads.py);
+    # the trainer's own network does not (it times whole training steps)
+    assert p.network._lightmedseg_inference_threads.tuner._steps == 1
+    assert not hasattr(t.network, "_lightmedseg_inference_threads")
 
 
 # ------------------------------------------------------------------------------------------- discovery

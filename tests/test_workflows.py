@@ -232,3 +232,6 @@ def test_benchmark_predict_times_both_models_on_the_folds_validation_cases(train
     assert {(r["mirroring"], r["model"]) for r in res["rows"]} == {(m, t) for m in ("on", "off") for t in (STOCK, LMS)}
     assert all(r["cases"] == len(val) and r["seconds_per_case"]["min"] > 0 for r in res["rows"])
     assert res["info"]["threads"] == 1
+    # LightMedSeg's forwards get their thread count from training/cpu_threads.py, stock's from nnU-Net
+    assert res["info"]["inference_threads"] == {STOCK: "the caller's thread count (nnU-Net's)",
+                                                LMS: "1 (the caller allows one thread: nothing to choose)"}

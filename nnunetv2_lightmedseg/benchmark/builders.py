@@ -6,7 +6,8 @@
 * LightMedSeg: ``build_network_architecture`` of the variant's trainer (named in
   :mod:`nnunetv2_lightmedseg.network.variants`, found by name as ``nnUNetv2_train -tr`` finds it); a variant
   without a trainer of its own (``anchorsN`` for N other than 16 and 32) is built by the :class:`LightMedSeg`
-  constructor with the same channel counts, and labelled so in the output.
+  constructor with the same channel counts, and labelled so in the output. The inference thread tuning the
+  trainer's builder attaches in a CPU-only process is removed: the benchmark treats every network alike.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Optional, Sequence, Tuple
 from torch import nn
 
 from ..network.variants import DEFAULT, variant as find_variant
+from ..training.cpu_threads import detach_inference_threads
 from .default_plans import plans_for_shape
 from .plans_setup import BenchmarkSetup
 
@@ -52,6 +54,8 @@ def build_lightmedseg_network(setup: BenchmarkSetup, variant: str = DEFAULT.name
     if trainer is not None:
         net = trainer.build_network_architecture(setup.plans_manager, setup.configuration_manager,
                                                  setup.num_input_channels, setup.num_outputs, False)
+        # the benchmark runs every network at the same thread count, or tunes every one (--tune-threads)
+        detach_inference_threads(net)
         return net, f"{trainer.__name__}.build_network_architecture"
     from ..network import LightMedSeg
     options = dict(find_variant(variant).options)

@@ -33,9 +33,9 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
 
     Forward latency uses a batch of ``forward_batch`` patches (nnU-Net's predictor: 1); the training step the
     planned batch size (``train_batch`` overrides it). Ratios to the stock row are added when one is present.
-    ``tune_threads``: every network's training steps run under its own
+    ``tune_threads``: every network's forwards and training steps run under their own
     :class:`~nnunetv2_lightmedseg.training.cpu_threads.ThreadTuner` (up to ``threads``), as LightMedSeg's trainer
-    runs them on a CPU; its first choice is made in untimed steps, later re-checks are timed.
+    and predictor run them on a CPU; the first choice is made in untimed calls, later re-checks are timed.
     """
     say = progress or (lambda s: None)
     torch.set_num_threads(threads)
@@ -63,7 +63,12 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(fwd_shape, generator=g)
     calls = {name: forward_callable(m, x) for name, m in models.items()}
-    times = interleaved_timings(calls, runs, warmup, progress=say)
+    if tune_threads:
+        times, tuned = _tuned_timings(calls, threads, runs, say)
+        for name in calls:
+            rows[name].update(forward_threads=tuned[name].threads, forward_thread_choices=tuned[name].history)
+    else:
+        times = interleaved_timings(calls, runs, warmup, progress=say)
     for name, t in times.items():
         s = summarize(t)
         rows[name].update(latency_s=s["median"], latency_spread=s, latency_runs_s=t)
@@ -81,15 +86,7 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
                                 train_batch=train_batch, train_batch_source=steps[e.name].batch_source)
         tcalls = {n: (lambda s=steps[n], b=batches[n]: s(b)) for n in steps}
         if tune_threads:
-            tuners = {n: ThreadTuner(threads) for n in steps}
-            tcalls = {n: (lambda c=tcalls[n], t=tuners[n]: t.run(c)) for n in steps}
-            while any(t.probing for t in tuners.values()):  # untimed, interleaved: warm-up and first choice
-                for n, t in tuners.items():
-                    if t.probing:
-                        say(f"choosing threads {n} (trying {t.next_count})")
-                        tcalls[n]()
-            ttimes = interleaved_timings(tcalls, train_runs, 0, progress=say)
-            torch.set_num_threads(threads)
+            ttimes, tuners = _tuned_timings(tcalls, threads, train_runs, say)
         else:
             ttimes = interleaved_timings(tcalls, train_runs, 1, progress=say)
         for name, t in ttimes.items():
@@ -130,6 +127,23 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
     out = [rows[e.name] for e in entries]
     add_ratios(out)
     return out
+
+
+def _tuned_timings(calls: Dict[str, Callable[[], object]], threads: int, runs: int,
+                   say: Callable[[str], None]):
+    """``calls`` timed interleaved, each under its own :class:`ThreadTuner` (up to ``threads``): the first choice
+    in untimed calls (interleaved too), then ``runs`` timed calls (a later re-check is timed: it is part of the
+    cost). Returns the times and the tuners; ``torch``'s thread count is ``threads`` again afterwards."""
+    tuners = {n: ThreadTuner(threads) for n in calls}
+    tuned = {n: (lambda c=calls[n], t=tuners[n]: t.run(c)) for n in calls}
+    while any(t.probing for t in tuners.values()):
+        for n, t in tuners.items():
+            if t.probing:
+                say(f"choosing threads {n} (trying {t.next_count})")
+                tuned[n]()
+    times = interleaved_timings(tuned, runs, 0, progress=say)
+    torch.set_num_threads(threads)
+    return times, tuners
 
 
 def _cuda_measurements(models: Dict[str, torch.nn.Module], fwd_shape, runs: int, warmup: int, rows: Dict[str, dict],
@@ -217,9 +231,10 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
         notes.append(f"train step = nnU-Net trainer train_step (forward, loss, backward, clip, optimiser step), "
                      f"batch {r0['train_batch']} ({r0.get('train_batch_source')}, the same for every network); losses: " +
                      "; ".join(f"{r['name']}: {r.get('loss')}" for r in rows))
-        if r0.get("train_threads"):
-            notes.append(f"train step threads chosen from timed steps (--tune-threads, training/cpu_threads.py, up to "
-                         f"{info['threads']}): " + "; ".join(f"{r['name']}: {r['train_threads']}" for r in rows))
+    if r0.get("forward_threads"):
+        notes.append(f"threads chosen from timed calls (--tune-threads, training/cpu_threads.py, up to "
+                     f"{info['threads']}), forward / train step: " +
+                     "; ".join(f"{r['name']}: {r['forward_threads']} / {r.get('train_threads', '-')}" for r in rows))
     if has_cuda:
         notes.append(f"CUDA: {info.get('cuda')}, fp16 autocast, synchronised, median")
     return "\n".join(table_lines(head, lines) + [""] + ["  " + n for n in notes])

@@ -136,6 +136,11 @@ def format_prediction_table(rows: List[dict], header: str) -> str:
     return "\n".join(lines)
 
 
+def _plain(network: torch.nn.Module) -> torch.nn.Module:
+    """The module under a ``torch.compile`` wrapper."""
+    return getattr(network, "_orig_mod", network)
+
+
 def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequence[str], fold, plans: str,
                              checkpoint: str, cases: Sequence[Sequence[str]], file_ending: str,
                              mirroring: Sequence[bool], threads: int, warmup: int = 1,
@@ -143,6 +148,7 @@ def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequenc
     """Load each trainer's model once, time every case with each mirroring setting; return rows and run info."""
     from ..deploy.loading import load_predictor
     from ..training.cpu_allocator import configure_cpu_allocator
+    from ..training.cpu_threads import inference_threads_report
 
     torch.set_num_threads(threads)
     allocator = configure_cpu_allocator()  # as LightMedSeg's predictor runs on a CPU-only machine; both models
@@ -163,5 +169,6 @@ def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequenc
     info = {"threads": threads, "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()], "model_load_s": load_s,
-            "device": "cpu", "warmup_cases": warmup, "cpu_allocator": allocator}
+            "device": "cpu", "warmup_cases": warmup, "cpu_allocator": allocator,
+            "inference_threads": {t: inference_threads_report(_plain(p.network)) for t, p in predictors.items()}}
     return prediction_rows(times, trainers[0]), info

@@ -92,8 +92,9 @@ def add_parser(subparsers) -> None:
                    help="synthetic CPU load: N busy processes run beside the measurement (default %(default)s; "
                         "2 on a 2-core machine is one other training's worth)")
     n.add_argument("--tune-threads", action="store_true",
-                   help="time every network's training step at the thread count it is fastest with (up to "
-                        "--threads), chosen from timed steps as LightMedSeg's trainer does on a CPU")
+                   help="time every network's forwards and training steps at the thread count each is fastest "
+                        "with (up to --threads), chosen from timed calls as LightMedSeg's trainer and predictor "
+                        "do on a CPU")
     n.add_argument("--no-train", action="store_true", help="skip the training-step measurements")
     n.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     n.add_argument("--stock-channels-last", action="store_true",
@@ -288,7 +289,9 @@ def run_predict(args: argparse.Namespace) -> int:
               f"({source}); CPU, {info['threads']} thread(s), torch {info['torch']}, CPU allocator tuning "
               f"{info['cpu_allocator']} (both models, one process); "
               + (f"synthetic load {args.load} busy process(es); " if args.load else "")
-              + f"load average {info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after")
+              + f"load average {info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after\n"
+              + "threads of the network's forwards: " + "; ".join(f"{t}: {how}" for t, how in
+                                                                   info["inference_threads"].items()))
     print()
     print(P.format_prediction_table(rows, header))
     if args.json:

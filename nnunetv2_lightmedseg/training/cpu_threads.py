@@ -166,3 +166,89 @@ class ThreadTuner:
             self.log(f"LightMedSeg: training on {self.threads} CPU thread{'s' if self.threads > 1 else ''} "
                      f"({self._reason}; mean step time {timed}; see nnunetv2_lightmedseg.training.cpu_threads, "
                      f"{ENV_SWITCH}=N fixes the count)")
+
+
+class InferenceThreads:
+    """The thread count of a module's inference forwards (eval mode, gradients off): chosen by a
+    :class:`ThreadTuner` over timed forwards, or fixed by ``LIGHTMEDSEG_CPU_THREADS=N``.
+
+    nnU-Net's predictor runs one forward per sliding-window tile and mirror, and sets ``torch``'s thread count
+    itself at the start of every case; forward hooks set the chosen count before each forward and time it.
+    Forwards that are traced, exported or compiled, and training forwards, are left alone. Attach with
+    :func:`attach_inference_threads` (once per module); :func:`detach_inference_threads` removes the hooks.
+    """
+
+    def __init__(self, module: torch.nn.Module, fixed: Optional[int] = None, **tuner_options):
+        self.fixed = fixed
+        self.tuner: Optional[ThreadTuner] = None  # made at the first forward, from the thread count set then
+        self._tuner_options = tuner_options
+        self._start: Optional[float] = None
+        self._handles = [module.register_forward_pre_hook(self._before), module.register_forward_hook(self._after)]
+
+    @staticmethod
+    def _applies(module: torch.nn.Module) -> bool:
+        return not (module.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                    or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+
+    def _before(self, module, args) -> None:
+        self._start = None
+        if not self._applies(module):
+            return
+        if self.fixed is not None:
+            if torch.get_num_threads() != self.fixed:
+                torch.set_num_threads(self.fixed)
+            return
+        if self.tuner is None:
+            self.tuner = ThreadTuner(torch.get_num_threads(), **self._tuner_options)
+        self.tuner.before_step()
+        self._start = time.perf_counter()
+
+    def _after(self, module, args, output) -> None:
+        if self._start is not None:
+            self.tuner.after_step(time.perf_counter() - self._start)
+            self._start = None
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+#: the attribute of a module that holds its InferenceThreads
+_ATTRIBUTE = "_lightmedseg_inference_threads"
+
+
+def attach_inference_threads(module: torch.nn.Module, **tuner_options) -> InferenceThreads:
+    """Give ``module``'s inference forwards their thread count (:class:`InferenceThreads`; the
+    ``LIGHTMEDSEG_CPU_THREADS`` setting decides between tuned and fixed). Attaching twice keeps the first."""
+    existing = getattr(module, _ATTRIBUTE, None)
+    if existing is None:
+        existing = InferenceThreads(module, fixed=thread_setting(), **tuner_options)
+        object.__setattr__(module, _ATTRIBUTE, existing)
+    return existing
+
+
+def inference_threads_report(module: torch.nn.Module) -> str:
+    """One phrase for reports: how ``module``'s inference forwards get their thread count."""
+    existing = getattr(module, _ATTRIBUTE, None)
+    if existing is None:
+        return "the caller's thread count (nnU-Net's)"
+    if existing.fixed is not None:
+        return f"{existing.fixed} (fixed by {ENV_SWITCH})"
+    tuner = existing.tuner
+    if tuner is None:
+        return "chosen from timed forwards (none run yet)"
+    if len(tuner.candidates) == 1:
+        return f"{tuner.threads} (the caller allows one thread: nothing to choose)"
+    if not tuner.history:
+        return "chosen from timed forwards (no choice made yet)"
+    return (f"chosen from timed forwards: {tuner.threads} (choices: "
+            + ", ".join(f"{h['threads']} at forward {h['step']}" for h in tuner.history) + ")")
+
+
+def detach_inference_threads(module: torch.nn.Module) -> None:
+    """Remove what :func:`attach_inference_threads` attached (nothing if it was not)."""
+    existing = getattr(module, _ATTRIBUTE, None)
+    if existing is not None:
+        existing.remove()
+        object.__delattr__(module, _ATTRIBUTE)

@@ -7,7 +7,9 @@ splits, sliding-window validation/prediction, checkpointing and CUDA mixed preci
 nnU-Net hook                           LightMedSeg (paper section)
 =====================================  ====================================================================
 ``build_network_architecture``         ``LightMedSeg(in, out, strides, kernel_sizes, **network_options)`` (§3),
-                                       per-axis schedule from the plans' strides/kernels; one output
+                                       per-axis schedule from the plans' strides/kernels; one output; in a
+                                       CPU-only process (the predictor) the inference thread count from timed
+                                       forwards (:mod:`.cpu_threads`)
 ``enable_deep_supervision``            False: the paper's network has one output (§3.6), no auxiliary heads;
                                        True only for networks built with ``deep_supervision=True`` (variant)
 ``set_deep_supervision_enabled``       switches the network's auxiliary outputs (no-op without them)
@@ -90,7 +92,9 @@ from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
 from nnunetv2_lightmedseg.training.cpu_allocator import ENV_SWITCH, configure_cpu_allocator
-from nnunetv2_lightmedseg.training.cpu_threads import ENV_SWITCH as THREADS_SWITCH, ThreadTuner, thread_setting
+from nnunetv2_lightmedseg.training.cpu_threads import (ENV_SWITCH as THREADS_SWITCH, ThreadTuner,
+                                                       attach_inference_threads, detach_inference_threads,
+                                                       thread_setting)
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
 from nnunetv2_lightmedseg.training.network_config import (KEY as NETWORK_KEY, build_from_record, check_matches,
                                                           differences, make_record)
@@ -193,6 +197,10 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                              f"{small}. Use `lightmedseg plans -d ID --variant planned` (patch rounded up to a "
                              f"multiple of {minimum} per axis) and train with -c 3d_fullres_lightmedseg_planned.")
         network.deep_supervision = bool(enable_deep_supervision) and network.aux_heads is not None
+        if not torch.cuda.is_available():
+            # nnUNetv2_predict on a CPU-only machine: the thread count of each forward from timed forwards (see
+            # .cpu_threads); the trainer removes this again and times its training steps instead
+            attach_inference_threads(network)
         return network
 
     @staticmethod
@@ -223,6 +231,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             if folder_record is not None:
                 self._use_record(folder_record)
         super().initialize()
+        detach_inference_threads(self._plain_network())  # training times whole steps (on_train_start)
         # the plans nnU-Net copies to the results folder (on_train_start) now describe the network built, so that
         # nnUNetPredictor rebuilds exactly this network whatever plugin version is installed then
         self._use_record(make_record(self._plain_network()))
