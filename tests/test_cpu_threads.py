@@ -183,3 +183,20 @@ def test_inference_threads_report(monkeypatch):
     _inference(module, 3)
     chosen = module._lightmedseg_inference_threads.tuner.threads
     assert inference_threads_report(module) == f"chosen from timed forwards: {chosen} (choices: {chosen} at forward 4)"
+
+
+def test_checks_that_keep_the_choice_watch_longer_means():
+    # at 2 threads the load alternates every 4 steps (0.3 s, then 0.5 s); 1 thread is always slower. With a
+    # 4-step window every other mean "moves" by 67 %; after a check that keeps 2 threads the tuner watches
+    # 8-step means, which do not move, instead of trying 1 thread again every 8 steps
+    tuner = ThreadTuner(2, rounds=1, window=4, tolerance=0.3, recheck_every=10_000)
+    steady = {"steps": 0}
+
+    def seconds(n, i):
+        if tuner.probing:
+            return 1.0 if n == 1 else 0.4
+        steady["steps"] += 1
+        return 0.3 if ((steady["steps"] - 1) // 4) % 2 == 0 else 0.5
+    drive(tuner, seconds, 200)
+    assert [h["threads"] for h in tuner.history] == [2, 2]  # the first choice and one check, not ~20
+    assert tuner.history[1]["reason"] == "step time moved from 0.300 to 0.500 s" and tuner._watch == 8

@@ -1,29 +1,37 @@
-"""The CPU thread count of training, chosen from timed training steps and re-chosen when they change.
+"""The CPU thread count of training steps and inference forwards, chosen from their times and re-chosen when
+they change (issue 10, item 4: speed on shared cores).
 
-Why. ``nnUNetv2_train -device cpu`` sets ``torch.set_num_threads(cpu_count)``. That is the fastest choice on
-idle cores, and a slow one on cores shared with other work (another training, any busy process):
-LightMedSeg's step is ~300 short operations, most of them one OpenMP parallel region each, and every region
-ends in a barrier where a thread waits for the others. When the kernel has handed one of them's core to
-another process, the barrier waits out that process's time slice; libgomp's waiting threads first spin (300,000
-times by default), which on Linux's EEVDF scheduler costs them their own next slice too. Measured on a 2-core
-machine (docs/benchmarks.md section 0), real ``nnUNetv2_train`` of LightMedSeg on Dataset004 (60 iterations
-per epoch, nnU-Net's 2 augmentation workers), with two busy processes beside it: **132-161 s per epoch with
-2 threads, 51 s with 1**; idle, 2 threads win (22.4 vs 30.8 s per epoch). Stock nnU-Net's few long convolutions
-suffer less. One thread has no barrier to wait at; ``GOMP_SPINCOUNT=0`` also helps but must be set before
-PyTorch loads (before nnU-Net imports this plugin) and costs ~30 % on idle cores.
+Why. ``nnUNetv2_train -device cpu`` and ``nnUNetv2_predict -device cpu`` set ``torch.set_num_threads(cpu_count)``.
+That is the fastest choice on idle cores and a slow one on cores shared with other work (another training, any
+busy process): LightMedSeg's step is ~300 short operations, most of them one OpenMP parallel region each, and
+every region ends in a barrier where a thread waits for the others. When the kernel has handed one thread's core
+to another process, the barrier waits out that process's time slice; libgomp's waiting threads first spin
+(300,000 times by default), which on Linux's EEVDF scheduler costs them their own next slice too. One thread has
+no barrier to wait at. ``GOMP_SPINCOUNT=0`` also helps, but must be set before PyTorch loads (before nnU-Net
+imports this plugin) and costs ~30 % on idle cores.
 
-What. :class:`ThreadTuner` times the training steps and picks the thread count: it tries the candidates
-(:func:`candidate_counts`: all cores, halves of them, one) interleaved, ``rounds`` steps each, keeps the one
-with the lowest mean step time (the mean, not the median: on shared cores a few very slow steps are where the
-time goes), and then watches the mean of every ``window`` steps. When that mean moves by more than ``tolerance`` from what the chosen count gave at first (load came or went), or after
-``recheck_every`` steps, it tries the candidates again. Trying costs a few steps at a slower count: on the idle
-2-core machine ~0.4 s per check, against ~90 s per nnU-Net epoch. The first step at a thread count it has not
-run yet is not scored (oneDNN creates its kernels for that count then). Only the thread count changes: the same
-operations run on the same numbers, so what is learned does not depend on it.
+Measured on the 2-core machine (docs/benchmarks.md section 0; ``docs/runs/speed/threads_real_training``): real
+``nnUNetv2_train`` of LightMedSeg on Dataset004 (60 iterations per epoch, nnU-Net's augmentation workers) with two
+busy processes beside it took 132-161 s per epoch at nnU-Net's 2 threads, 51-53 s at 1, and **48-58 s with the
+count chosen here** (1); idle 22.4-23.7 s at 2 threads, 31-32 s at 1, **21.6-23.3 s chosen** (2). Prediction of
+20 hippocampus cases under the same load: 6.8x stock's speed with the choice, 0.72x at 2 threads.
+
+What. :class:`ThreadTuner` times the steps and picks the thread count: it tries the candidates
+(:func:`candidate_counts`: all cores, halves of them, one) interleaved, ``rounds`` steps each, keeps the one with
+the lowest mean step time (the mean, not the median: on shared cores a few very slow steps are where the time
+goes), and then watches the mean of every ``window`` steps. When that mean moves by more than ``tolerance`` from
+what the chosen count gave at first (load came or went), or after ``recheck_every`` steps, it tries the
+candidates again. A check that keeps the choice doubles the steps per watched mean (up to 8 windows), so that a
+load that keeps fluctuating does not make it try the slower counts again and again. Trying costs a few steps at a slower count: on the idle 2-core machine ~0.4 s per check,
+against ~90 s per nnU-Net epoch. The first step at a thread count it has not run yet is not scored (oneDNN
+creates its kernels for that count then). Only the thread count changes: the same operations run on the same
+numbers, so what is learned and predicted does not depend on it.
 
 Where. :class:`~nnunetv2_lightmedseg.training.trainer.nnUNetTrainer_LightMedSeg` on a CPU device (not with DDP)
-and ``lightmedseg benchmark network --tune-threads`` (for every network it times, stock included).
-``LIGHTMEDSEG_CPU_THREADS`` = ``auto`` (default) tunes; a positive integer fixes the count instead.
+times whole training steps; the network its ``build_network_architecture`` builds in a CPU-only process (what
+``nnUNetv2_predict`` loads there) times its inference forwards (:class:`InferenceThreads`);
+``lightmedseg benchmark network --tune-threads`` does the same for every network it times, stock included.
+``LIGHTMEDSEG_CPU_THREADS`` = ``auto`` (default) chooses; a positive integer fixes the count instead.
 """
 from __future__ import annotations
 
@@ -68,9 +76,9 @@ class ThreadTuner:
     """Chooses ``torch``'s intra-op thread count from the times of the steps it is told about.
 
     :meth:`run` runs and times one step; or call :meth:`before_step` before each step (it sets the thread count
-    the step runs with) and :meth:`after_step` with the step's seconds. ``history`` lists every choice: the step it was made at, why,
-    the mean seconds per candidate and the count chosen. ``log`` (e.g. the trainer's ``print_to_log_file``)
-    receives one line per choice.
+    the step runs with) and :meth:`after_step` with the step's seconds. ``history`` lists every choice: the step
+    it was made at, why, the mean seconds per candidate and the count chosen. ``log`` (e.g. the trainer's
+    ``print_to_log_file``) receives one line per choice.
     """
 
     def __init__(self, max_threads: int, rounds: int = 3, window: int = 8, tolerance: float = 0.3,
@@ -90,6 +98,7 @@ class ThreadTuner:
         self._probe: Dict[int, List[float]] = {}
         self._reason = ""
         self._recent: List[float] = []
+        self._watch = window  # steps per watched mean; doubles after a check that kept the choice
         self._reference: Optional[float] = None
         self._since_choice = 0
         self._current: Optional[int] = None  # the count of the step in flight
@@ -131,7 +140,7 @@ class ThreadTuner:
         self._seen.add(count)
         self._since_choice += 1
         self._recent.append(float(seconds))
-        if len(self._recent) >= self.window:
+        if len(self._recent) >= self._watch:
             mean = statistics.fmean(self._recent)
             self._recent = []
             if self._reference is None:
@@ -157,10 +166,14 @@ class ThreadTuner:
 
     def _choose(self) -> None:
         means = {c: statistics.fmean(t) for c, t in self._probe.items()}
+        previous = self.threads if self.history else None
         self.threads = min(means, key=lambda c: (means[c], -c))
         self.history.append({"step": self._steps, "reason": self._reason, "mean_s": means,
                              "threads": self.threads})
         self._recent, self._reference, self._since_choice = [], None, 0
+        # a check that kept the choice (a periodic one, or a false alarm: noise, a short burst of load): watch
+        # longer means before the next one, up to 8 windows; a new choice starts again from one window
+        self._watch = min(2 * self._watch, 8 * self.window) if self.threads == previous else self.window
         if self.log is not None:
             timed = ", ".join(f"{c} thread{'s' if c > 1 else ''} {m:.3f} s" for c, m in means.items())
             self.log(f"LightMedSeg: training on {self.threads} CPU thread{'s' if self.threads > 1 else ''} "
