@@ -137,7 +137,6 @@ class ThreadTuner:
             if not self._plan:
                 self._choose()
             return
-        self._seen.add(count)
         self._since_choice += 1
         self._recent.append(float(seconds))
         if len(self._recent) >= self._watch:
@@ -237,7 +236,7 @@ def attach_inference_threads(module: torch.nn.Module, **tuner_options) -> Infere
     existing = getattr(module, _ATTRIBUTE, None)
     if existing is None:
         existing = InferenceThreads(module, fixed=thread_setting(), **tuner_options)
-        object.__setattr__(module, _ATTRIBUTE, existing)
+        setattr(module, _ATTRIBUTE, existing)
     return existing
 
 
@@ -264,4 +263,4 @@ def detach_inference_threads(module: torch.nn.Module) -> None:
     existing = getattr(module, _ATTRIBUTE, None)
     if existing is not None:
         existing.remove()
-        object.__delattr__(module, _ATTRIBUTE)
+        delattr(module, _ATTRIBUTE)
