@@ -22,10 +22,11 @@ the lowest mean step time (the mean, not the median: on shared cores a few very 
 goes), and then watches the mean of every ``window`` steps. When that mean moves by more than ``tolerance`` from
 what the chosen count gave at first (load came or went), or after ``recheck_every`` steps, it tries the
 candidates again. A check that keeps the choice doubles the steps per watched mean (up to 8 windows), so that a
-load that keeps fluctuating does not make it try the slower counts again and again. Trying costs a few steps at a slower count: on the idle 2-core machine ~0.4 s per check,
-against ~90 s per nnU-Net epoch. The first step at a thread count it has not run yet is not scored (oneDNN
-creates its kernels for that count then). Only the thread count changes: the same operations run on the same
-numbers, so what is learned and predicted does not depend on it.
+load that keeps fluctuating does not make it try the slower counts again and again. Trying costs a few steps at
+a slower count: on the idle 2-core machine ~0.4 s per check, against ~90 s per nnU-Net epoch. The first step at
+a thread count it has not run yet is not scored (oneDNN creates its kernels for that count then). Only the thread
+count changes: the same operations run on the same numbers, so what is learned and predicted does not depend on
+it.
 
 Where. :class:`~nnunetv2_lightmedseg.training.trainer.nnUNetTrainer_LightMedSeg` on a CPU device (not with DDP)
 times whole training steps; the network its ``build_network_architecture`` builds in a CPU-only process (what
