@@ -136,11 +136,6 @@ def format_prediction_table(rows: List[dict], header: str) -> str:
     return "\n".join(lines)
 
 
-def _plain(network: torch.nn.Module) -> torch.nn.Module:
-    """The module under a ``torch.compile`` wrapper."""
-    return getattr(network, "_orig_mod", network)
-
-
 def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequence[str], fold, plans: str,
                              checkpoint: str, cases: Sequence[Sequence[str]], file_ending: str,
                              mirroring: Sequence[bool], threads: int, warmup: int = 1,
@@ -149,6 +144,7 @@ def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequenc
     from ..deploy.loading import load_predictor
     from ..training.cpu_allocator import configure_cpu_allocator
     from ..training.cpu_threads import inference_threads_report
+    from ..training.network_config import unwrap
 
     torch.set_num_threads(threads)
     allocator = configure_cpu_allocator()  # as LightMedSeg's predictor runs on a CPU-only machine; both models
@@ -170,5 +166,5 @@ def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequenc
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()], "model_load_s": load_s,
             "device": "cpu", "warmup_cases": warmup, "cpu_allocator": allocator,
-            "inference_threads": {t: inference_threads_report(_plain(p.network)) for t, p in predictors.items()}}
+            "inference_threads": {t: inference_threads_report(unwrap(p.network)) for t, p in predictors.items()}}
     return prediction_rows(times, trainers[0]), info
