@@ -5,7 +5,7 @@ import torch
 from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.network.variants import (ANCHORS16, ANCHORS32, BLOCK_HEAD, DEEP_SUPERVISION, DEFAULT,
                                                    FULL_RESOLUTION_DECODER, ISOTROPIC, NO_ANCHORS, NO_LSPM,
-                                                   NO_SKIP_ROUTER, PAPER, STANDARD_CONV, VARIANTS)
+                                                   NO_SKIP_ROUTER, PAPER, STANDARD_CONV, NETWORK_VARIANTS)
 
 # Pinned parameter counts of LightMedSeg(4, 4, **variant.options), for every registered variant. A change here is
 # a change of the architecture: update deliberately, with the paper's figures (PAPER_MILLIONS) in mind.
@@ -36,7 +36,7 @@ def _name(variant):
     return variant.name
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS.values()), ids=_name)
+@pytest.mark.parametrize("variant", list(NETWORK_VARIANTS.values()), ids=_name)
 def test_parameter_counts_are_pinned(variant):
     assert nparams(LightMedSeg(4, 4, **variant.options)) == PINNED[variant]
 

@@ -13,14 +13,14 @@ import torch
 
 from helpers import TINY_NAME, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
-from nnunetv2_lightmedseg.network.variants import ANCHORS16, VARIANTS
+from nnunetv2_lightmedseg.network.variants import ANCHORS16, NETWORK_VARIANTS
 from nnunetv2_lightmedseg.training import nnUNetTrainer_LightMedSeg
 from nnunetv2_lightmedseg.training.network_config import (KEY, NetworkConfigError, build_from_record,
                                                           constructor_options, differences, make_record)
 from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
 
 # every registered variant, and widths no variant uses
-VARIANT_OPTIONS = {**{v.name: v.options for v in VARIANTS.values()},
+VARIANT_OPTIONS = {**{v.name: v.options for v in NETWORK_VARIANTS.values()},
                    "narrow": {"encoder_widths": (8, 16, 24, 32), "stem_channels": 16}}
 
 

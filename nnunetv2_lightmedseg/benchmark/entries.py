@@ -13,7 +13,9 @@ from .builders import build_lightmedseg_network, build_stock_network
 from .plans_setup import BenchmarkSetup
 
 #: the LightMedSeg variants measurable by name, in the paper's table order
-VARIANTS: Dict[str, Variant] = {v.name: v for v in PAPER}
+MEASURABLE_VARIANTS: Dict[str, Variant] = {v.name: v for v in PAPER}
+# the former name, still imported by cli/benchmark.py
+VARIANTS = MEASURABLE_VARIANTS
 #: the row of stock nnU-Net
 STOCK = "nnunet"
 
@@ -24,7 +26,7 @@ def parse_variants(text: Optional[str]) -> List[str]:
         return []
     names = [t.strip() for t in text.split(",") if t.strip()]
     for n in names:
-        find_variant(n, VARIANTS)
+        find_variant(n, MEASURABLE_VARIANTS)
     return names
 
 

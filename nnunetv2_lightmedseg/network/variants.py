@@ -68,13 +68,13 @@ BLOCK_HEAD = Variant("block_head", "nnUNetTrainer_LightMedSeg_BlockHead", {"head
 OPTIONS = (FULL_RESOLUTION_DECODER, DEEP_SUPERVISION, ISOTROPIC, BLOCK_HEAD)
 
 #: every registered variant by name
-VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in PAPER + OPTIONS})
+NETWORK_VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in PAPER + OPTIONS})
 
 #: ``anchorsN``: the default network with N anchors (any N >= 1; only 16 and 32 have a trainer)
 ANCHORS_PREFIX = "anchors"
 
 
-def variant(name: str, among: Mapping[str, Variant] = VARIANTS) -> Variant:
+def variant(name: str, among: Mapping[str, Variant] = NETWORK_VARIANTS) -> Variant:
     """The variant called ``name`` in ``among``, or ``anchorsN`` (N anchors, no trainer of its own unless
     registered); ``ValueError`` naming the choices otherwise."""
     if name in among:

@@ -1,91 +1,101 @@
-"""Trainer variants: small subclasses named after what they change (ablations, training lengths, CPU benchmarks).
+"""Trainer variants: small subclasses of :class:`nnUNetTrainer_LightMedSeg` named after what they change.
 
-Use any of them with ``nnUNetv2_train ... -tr <name>`` (after ``eval "$(lightmedseg env)"``) and
-``nnUNetv2_predict ... -tr <name>``.
+Each is a plain class that overrides class attributes only (like nnU-Net's ``nnUNetTrainer_Xepochs``):
+``network_options`` (keyword arguments of :class:`LightMedSeg`, from the registry
+:mod:`nnunetv2_lightmedseg.network.variants`), ``kernels_from_plans`` or ``training_options`` (trainer attributes
+set after nnU-Net's ``__init__``). Use any of them with ``nnUNetv2_train ... -tr <name>`` after
+``lightmedseg install-trainers``.
 
-===============================================  ===========  =========  =====  ===================================
-Trainer                                          network      epochs     iters  notes
-===============================================  ===========  =========  =====  ===================================
-``nnUNetTrainer_LightMedSeg``                    paper        300        250    the paper's recipe (§3, §4)
-``nnUNetTrainer_LightMedSeg_StandardConv``       standard     300        250    every GhostConv3D -> Conv3D (0.69M)
-``nnUNetTrainer_LightMedSeg_NoLSPM``             w/o LSPM     300        250    ablation (Table: w/o LSPM)
-``nnUNetTrainer_LightMedSeg_NoAnchors``          w/o anchors  300        250    no anchor detector / FiLM / bias
-``nnUNetTrainer_LightMedSeg_NoSkipRouter``       plain skips  300        250    ablation (w/o skip router)
-``nnUNetTrainer_LightMedSeg_16anchors``          N = 16       300        250    anchor-count ablation
-``nnUNetTrainer_LightMedSeg_32anchors``          N = 32       300        250    anchor-count ablation
-``nnUNetTrainer_LightMedSeg_FullResDecoder``     reading B    300        250    last decoder stage at full res
-``nnUNetTrainer_LightMedSeg_BlockHead``          block head   300        250    head kernel = stride (old default)
-``nnUNetTrainer_LightMedSeg_DeepSupervision``    + aux heads  300        250    deep supervision (not in paper)
-``nnUNetTrainer_LightMedSeg_Isotropic``          isotropic    300        250    paper's schedule on any plans
-``nnUNetTrainer_LightMedSeg_PlannedKernels``     plans' kern. 300        250    nnU-Net's 1x3x3 kernels too
-``nnUNetTrainer_LightMedSeg_1epoch``             paper        1          250    mirrors ``nnUNetTrainer_1epoch``
-``nnUNetTrainer_LightMedSeg_5epochs``            paper        5          250    mirrors ``nnUNetTrainer_5epochs``
-``nnUNetTrainer_LightMedSeg_10epochs``           paper        10         250    mirrors ``nnUNetTrainer_10epochs``
-``nnUNetTrainer_LightMedSeg_20epochs``           paper        20         250    mirrors ``nnUNetTrainer_20epochs``
-``nnUNetTrainer_LightMedSeg_50epochs``           paper        50         250    mirrors ``nnUNetTrainer_50epochs``
-``nnUNetTrainer_LightMedSeg_100epochs``          paper        100        250    mirrors ``nnUNetTrainer_100epochs``
-``nnUNetTrainer_CPUBench_4x50``                  stock U-Net  4          50     stock nnUNetTrainer, 10 val iters
-``nnUNetTrainer_LightMedSeg_CPUBench_4x50``      paper        4          50     equal-iteration pair of the above
-``nnUNetTrainer_LightMedSeg_CPUBench_16x50``     paper        16         50     equal wall clock (LightMedSeg is
-``nnUNetTrainer_LightMedSeg_CPUBench_32x50``     paper        32         50     cheaper per iteration on CPU)
-``nnUNetTrainer_LightMedSeg_IsoBench_4x50``      isotropic    4          50     thick-slice comparison baseline
-``nnUNetTrainer_LightMedSeg_Demo``               paper        8          20     demo, peak LR 1e-2, 5 val its
-``nnUNetTrainer_LightMedSeg_Smoke``              paper        2          10     tests, 2 val iters
-===============================================  ===========  =========  =====  ===================================
-
-The network variants' options come from the registry :mod:`nnunetv2_lightmedseg.network.variants` (name ->
-``LightMedSeg`` keyword arguments and the trainer that trains it).
-
-All LightMedSeg trainers use AdamW with a per-iteration warm-up (3%) and cosine schedule sized to their own
-length, so a short run still warms up and anneals fully. The CPU-benchmark pair differs only in
-network/loss/optimiser: same plans, patch, batch size, augmentation, iterations and validation iterations.
+:data:`TRAINER_TABLE` is the one list of shipped trainers with a line each on what they change: the README's
+trainer table and the tests are checked against it. To add a trainer: a class below and its row in the table.
 """
 from __future__ import annotations
+
+from typing import Dict
 
 import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_lightmedseg.network.variants import (ANCHORS16, ANCHORS32, BLOCK_HEAD, DEEP_SUPERVISION,
-                                                   FULL_RESOLUTION_DECODER, ISOTROPIC, NO_ANCHORS, NO_LSPM, NO_SKIP_ROUTER, STANDARD_CONV)
+                                                   FULL_RESOLUTION_DECODER, ISOTROPIC, NO_ANCHORS, NO_LSPM,
+                                                   NO_SKIP_ROUTER, STANDARD_CONV)
 from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
-def _variant(name: str, doc: str, **class_attributes) -> type:
-    """A trainer variant: ``nnUNetTrainer_LightMedSeg`` with class attributes (``network_options``,
-    ``training_options``) replaced. It is an ordinary module-level class (``__module__``/``__qualname__`` set), so
-    nnU-Net's class finder, pickling and spawned DDP workers find it by ``name`` like a ``class`` statement's."""
-    return type(name, (nnUNetTrainer_LightMedSeg,),
-                {"__doc__": doc, "__module__": __name__, "__qualname__": name, **class_attributes})
+#: every shipped trainer, in the README's order: name -> what it changes (one line)
+TRAINER_TABLE: Dict[str, str] = {
+    "nnUNetTrainer_LightMedSeg": "the paper's network, boundary-augmented loss, AdamW with warm-up + cosine, "
+                                 "300 epochs",
+    "nnUNetTrainer_LightMedSeg_StandardConv": "dense Conv3D instead of every GhostConv3D (paper: \"Standard Conv\")",
+    "nnUNetTrainer_LightMedSeg_NoLSPM": "ablation: without LSPM",
+    "nnUNetTrainer_LightMedSeg_NoAnchors": "ablation: without the anchor detector (no FiLM, no position bias)",
+    "nnUNetTrainer_LightMedSeg_NoSkipRouter": "ablation: plain U-Net skips instead of the skip router",
+    "nnUNetTrainer_LightMedSeg_16anchors": "anchor-count ablation: 16 anchors (default 8)",
+    "nnUNetTrainer_LightMedSeg_32anchors": "anchor-count ablation: 32 anchors (default 8)",
+    "nnUNetTrainer_LightMedSeg_FullResDecoder": "the paper's other resolution reading: last decoder stage at full "
+                                                "resolution",
+    "nnUNetTrainer_LightMedSeg_BlockHead": "head transposed conv with kernel 2 = stride (the earlier default)",
+    "nnUNetTrainer_LightMedSeg_DeepSupervision": "auxiliary heads at 1/2 and 1/4 resolution (not in the paper)",
+    "nnUNetTrainer_LightMedSeg_Isotropic": "the paper's isotropic schedule on any plans (thick slices: padded patch)",
+    "nnUNetTrainer_LightMedSeg_PlannedKernels": "nnU-Net's planned kernels (e.g. 1x3x3) as well as its strides",
+    "nnUNetTrainer_LightMedSeg_1epoch": "1 epoch, as stock `nnUNetTrainer_1epoch`",
+    "nnUNetTrainer_LightMedSeg_5epochs": "5 epochs, as stock `nnUNetTrainer_5epochs`",
+    "nnUNetTrainer_LightMedSeg_10epochs": "10 epochs, as stock `nnUNetTrainer_10epochs`",
+    "nnUNetTrainer_LightMedSeg_20epochs": "20 epochs, as stock `nnUNetTrainer_20epochs`",
+    "nnUNetTrainer_LightMedSeg_50epochs": "50 epochs, as stock `nnUNetTrainer_50epochs`",
+    "nnUNetTrainer_LightMedSeg_100epochs": "100 epochs, as stock `nnUNetTrainer_100epochs`",
+    "nnUNetTrainer_CPUBench_4x50": "stock nnU-Net, 4 epochs x 50 iterations (CPU benchmark baseline)",
+    "nnUNetTrainer_LightMedSeg_CPUBench_4x50": "LightMedSeg, 4 x 50 iterations (equal iterations to the above)",
+    "nnUNetTrainer_LightMedSeg_CPUBench_16x50": "LightMedSeg, 16 x 50 iterations (CPU benchmark)",
+    "nnUNetTrainer_LightMedSeg_CPUBench_32x50": "LightMedSeg, 32 x 50 iterations (CPU benchmark)",
+    "nnUNetTrainer_LightMedSeg_IsoBench_4x50": "the isotropic network, 4 x 50 iterations (thick-slice benchmark)",
+    "nnUNetTrainer_LightMedSeg_Demo": "`lightmedseg demo`: 8 x 20 iterations, peak learning rate 1e-2",
+    "nnUNetTrainer_LightMedSeg_Smoke": "the tests' shortest run: 2 x 10 iterations",
+}
 
 
 # ------------------------------------------------------------------------- ablations (the paper's Table 4)
-# nnUNetTrainer_LightMedSeg_StandardConv, _NoLSPM, _NoAnchors, _NoSkipRouter, _16anchors, _32anchors
-for _v, _doc in ((STANDARD_CONV, "GhostConv3D removed: every GhostConv3D is a dense Conv3D (0.69M parameters)"),
-                 (NO_LSPM, "w/o LSPM: no texture map; the stem output feeds encoder stage 1"),
-                 (NO_ANCHORS, "w/o Global Anchor Detector: no anchors, so no FiLM and no position bias"),
-                 (NO_SKIP_ROUTER, "w/o skip router: plain same-resolution U-Net skips"),
-                 (ANCHORS16, "anchor count N = 16 instead of the default 8"),
-                 (ANCHORS32, "anchor count N = 32 instead of the default 8")):
-    globals()[_v.trainer] = _variant(_v.trainer, f"Table 4 ablation, {_doc}.", network_options=dict(_v.options))
+class nnUNetTrainer_LightMedSeg_StandardConv(nnUNetTrainer_LightMedSeg):
+    """Table 4 "Standard Conv": every GhostConv3D is a dense Conv3D."""
+    network_options = dict(STANDARD_CONV.options)
+
+
+class nnUNetTrainer_LightMedSeg_NoLSPM(nnUNetTrainer_LightMedSeg):
+    """Table 4 "w/o LSPM": no texture map; the stem output feeds encoder stage 1."""
+    network_options = dict(NO_LSPM.options)
+
+
+class nnUNetTrainer_LightMedSeg_NoAnchors(nnUNetTrainer_LightMedSeg):
+    """Table 4 "w/o Global Anchor Detector": no anchors, so no FiLM and no position bias."""
+    network_options = dict(NO_ANCHORS.options)
+
+
+class nnUNetTrainer_LightMedSeg_NoSkipRouter(nnUNetTrainer_LightMedSeg):
+    """Table 4 "w/o skip router": plain same-resolution U-Net skips."""
+    network_options = dict(NO_SKIP_ROUTER.options)
+
+
+class nnUNetTrainer_LightMedSeg_16anchors(nnUNetTrainer_LightMedSeg):
+    """Anchor-count ablation: N = 16 instead of the default 8."""
+    network_options = dict(ANCHORS16.options)
+
+
+class nnUNetTrainer_LightMedSeg_32anchors(nnUNetTrainer_LightMedSeg):
+    """Anchor-count ablation: N = 32 instead of the default 8."""
+    network_options = dict(ANCHORS32.options)
 
 
 # --------------------------------------------------------------------- options outside the paper's default
 class nnUNetTrainer_LightMedSeg_FullResDecoder(nnUNetTrainer_LightMedSeg):
-    """Reading B of the paper's resolution schedule: the last decoder stage works at the input grid
-    (20.75 instead of 15.55 GFLOPs at 1x4x128^3); see :class:`~nnunetv2_lightmedseg.network.LightMedSeg`.
-    Measured (Dataset004 fold 0, 1,250 iterations, peak LR 3e-3; docs/benchmarks.md section 3b): +0.030 mean
-    Dice over the block head (paired 95% CI [+0.025, +0.036]), but level with today's default, the overlapping
-    head (0.848 vs 0.851 and 0.852: -0.003 [-0.007, +0.001]) at 1.33x its FLOPs. Not the default because it
-    leaves the paper's 14.64 GFLOPs budget."""
+    """Reading B of the paper's resolution schedule: the last decoder stage works at the input grid. Not the
+    default because it leaves the paper's FLOP budget; see docs/decisions.md#resolution-reading."""
     network_options = dict(FULL_RESOLUTION_DECODER.options)
 
 
 class nnUNetTrainer_LightMedSeg_BlockHead(nnUNetTrainer_LightMedSeg):
-    """The head's stride-2 transposed convolution with kernel = stride (every half-resolution voxel writes its
-    own 2x2x2 block of logits): the default until the overlapping, trilinear-initialised kernel 4 replaced it,
-    which gained +0.021 and +0.038 mean Dice over two runs of this one (two runs each, Dataset004 fold 0, 1,250
-    iterations; docs/benchmarks.md section 3b). Kept to reproduce the figures measured with it. Its checkpoints
-    also load into the default network (the kernel is embedded, same outputs)."""
+    """The head's stride-2 transposed convolution with kernel = stride (the earlier default), kept to reproduce
+    the figures measured with it; its checkpoints also load into the default network. See
+    docs/decisions.md#head-upsampling."""
     network_options = dict(BLOCK_HEAD.options)
 
 
@@ -98,27 +108,40 @@ class nnUNetTrainer_LightMedSeg_DeepSupervision(nnUNetTrainer_LightMedSeg):
 
 class nnUNetTrainer_LightMedSeg_Isotropic(nnUNetTrainer_LightMedSeg):
     """The paper's isotropic ``[2, 2, 2]`` x 4 schedule and 3x3x3 kernels on any plans (needs a patch of at least
-    16 voxels per axis): the baseline of the thick-slice comparison (``scripts/thick_slice_benchmark.sh``), and
-    the network this package built for every plans before the schedule followed them (issue 9)."""
+    16 voxels per axis): the baseline of the thick-slice comparison (``scripts/thick_slice_benchmark.sh``). See
+    docs/decisions.md#resolution-schedule."""
     network_options = dict(ISOTROPIC.options)
 
 
 class nnUNetTrainer_LightMedSeg_PlannedKernels(nnUNetTrainer_LightMedSeg):
-    """nnU-Net's per-stage kernels as well as its strides: the depthwise/ghost/LSPM/anchor convolutions of a level
-    are ``1x3x3`` where nnU-Net plans ``[1, 3, 3]`` (thick-slice data), instead of the paper's 3x3x3. Isotropic
-    plans give the default network. Not the default: it learned less reliably on the generated thick-slice data
-    (see ``nnUNetTrainer_LightMedSeg.build_network_architecture`` and docs/benchmarks.md section 6)."""
+    """nnU-Net's per-stage kernels as well as its strides (``1x3x3`` where nnU-Net plans ``[1, 3, 3]``) instead
+    of the paper's 3x3x3; isotropic plans give the default network. See docs/decisions.md#planned-kernels."""
     kernels_from_plans = True
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)
-# nnUNetTrainer_LightMedSeg_1epoch, _5epochs, _10epochs, _20epochs, _50epochs, _100epochs
-for _n in (1, 5, 10, 20, 50, 100):
-    _stock = f"nnUNetTrainer_{_n}epoch" + ("s" if _n > 1 else "")
-    globals()[_stock.replace("nnUNetTrainer_", "nnUNetTrainer_LightMedSeg_")] = _variant(
-        _stock.replace("nnUNetTrainer_", "nnUNetTrainer_LightMedSeg_"),
-        f"{_n} x 250 iterations, as stock nnU-Net's ``{_stock}``.", training_options={"num_epochs": _n})
-del _v, _doc, _n, _stock
+class nnUNetTrainer_LightMedSeg_1epoch(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 1}
+
+
+class nnUNetTrainer_LightMedSeg_5epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 5}
+
+
+class nnUNetTrainer_LightMedSeg_10epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 10}
+
+
+class nnUNetTrainer_LightMedSeg_20epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 20}
+
+
+class nnUNetTrainer_LightMedSeg_50epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 50}
+
+
+class nnUNetTrainer_LightMedSeg_100epochs(nnUNetTrainer_LightMedSeg):
+    training_options = {"num_epochs": 100}
 
 
 # ------------------------------------------------------------------------- CPU benchmarks (2-core budget)
@@ -126,7 +149,8 @@ CPU_BENCH_4x50 = {"num_epochs": 4, "num_iterations_per_epoch": 50, "num_val_iter
 
 
 class nnUNetTrainer_CPUBench_4x50(nnUNetTrainer):
-    """Stock nnU-Net (plain U-Net, DC+CE, SGD/poly) for 4 epochs x 50 iterations, 10 validation iterations."""
+    """Stock nnU-Net (plain U-Net, DC+CE, SGD/poly) for 4 epochs x 50 iterations, 10 validation iterations: the
+    pairs below differ from it only in network, loss and optimiser."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -153,14 +177,9 @@ class nnUNetTrainer_LightMedSeg_IsoBench_4x50(nnUNetTrainer_LightMedSeg_Isotropi
 
 # ------------------------------------------------------------------------------------ demo and tests
 class nnUNetTrainer_LightMedSeg_Demo(nnUNetTrainer_LightMedSeg):
-    """``lightmedseg demo``: a few minutes on a 2-core CPU (8 x 20 iterations).
-
-    Peak LR 1e-2 instead of the default 3e-3: a 160-iteration run at 1e-3 barely leaves the initialisation on the
-    generated phantoms (measured: 20 iterations at 1e-3 left the validation Dice at the untrained level, 1e-2
-    reached a pseudo Dice of 0.53 for 'outer'), so the demo would show the pipeline but not learning. Runs of
-    1,250 iterations and more use the default (3e-3 beat 1e-2 there, see the trainer's docstring).
-    A checkpoint every epoch (``save_every=1``, nnU-Net's default is 50): an interrupted demo resumes with ``--c``
-    from the last epoch, not from the start."""
+    """``lightmedseg demo``: a few minutes on a 2-core CPU (8 x 20 iterations), with a checkpoint every epoch so
+    that an interrupted demo resumes with ``--c`` from its last epoch. Peak learning rate 1e-2 instead of 3e-3,
+    so that 160 iterations visibly learn; see docs/decisions.md#demo-learning-rate."""
     training_options = {"num_epochs": 8, "num_iterations_per_epoch": 20, "num_val_iterations_per_epoch": 5,
                         "initial_lr": 1e-2, "save_every": 1}
 
@@ -170,5 +189,6 @@ class nnUNetTrainer_LightMedSeg_Smoke(nnUNetTrainer_LightMedSeg):
     training_options = {"num_epochs": 2, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2}
 
 
+#: every trainer class of this module (and the base trainer) by name: what nnU-Net's class finder can find here
 ALL_TRAINERS = {name: obj for name, obj in dict(globals()).items()
                 if isinstance(obj, type) and issubclass(obj, nnUNetTrainer) and name.startswith("nnUNetTrainer_")}
