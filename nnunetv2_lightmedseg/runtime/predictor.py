@@ -1,0 +1,135 @@
+"""BundlePredictor: a bundle's networks in onnxruntime and the nnU-Net pipeline of :mod:`.pipeline` around them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import RuntimeInputError
+from .bundle import load_bundle
+from .pipeline import (ensemble, export_segmentation, postprocess, preprocess, read_images, sliding_window,
+                       write_seg)
+
+PRECISIONS = ("fp32", "int8")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class OnnxNetwork:
+    """One fold's ONNX network on onnxruntime's CPU provider: numpy (1, c, x, y, z) float32 -> logits."""
+
+    def __init__(self, path: Path, input_name: str, output_name: str, threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads == 1:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise RuntimeInputError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
+        self.input_name, self.output_name = input_name, output_name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+
+class BundlePredictor:
+    """Segments cases with a bundle as ``nnUNetv2_predict`` with the bundle's folds would.
+
+    ``use_mirroring`` is nnUNetv2_predict's test-time mirroring (``--disable_tta`` turns it off);
+    ``threads`` onnxruntime's intra-op threads (default: the cores this process may use);
+    ``precision`` "fp32" (default) or "int8" (onnxruntime's dynamic quantisation of the exported networks, see
+    docs/deployment.md for what it costs in Dice).
+    """
+
+    def __init__(self, bundle_dir, use_mirroring: bool = True, threads: Optional[int] = None,
+                 precision: str = "fp32", use_postprocessing: bool = True) -> None:
+        self.bundle = load_bundle(bundle_dir)
+        self.folder = Path(bundle_dir)
+        self.use_mirroring = use_mirroring
+        self.use_postprocessing = use_postprocessing
+        self.threads = threads or available_cores()
+        if precision not in PRECISIONS:
+            raise RuntimeInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        self.networks: List[OnnxNetwork] = []
+        for net in self.bundle["networks"]:
+            path = self.folder / net["file"]
+            if precision == "int8":
+                path = quantized_model(path)
+            self.networks.append(OnnxNetwork(path, net["input_name"], net["output_name"], self.threads))
+
+    @property
+    def num_input_channels(self) -> int:
+        return len(self.bundle["input"]["channels"])
+
+    @property
+    def file_ending(self) -> str:
+        return self.bundle["input"]["file_ending"]
+
+    def predict_logits(self, data: np.ndarray, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+        """The preprocessed case's logits (float16, network axes), folds ensembled."""
+        sw = self.bundle["sliding_window"]
+        axes = self.bundle["mirroring"]["allowed_axes"] if self.use_mirroring else None
+        per_fold = []
+        for k, net in enumerate(self.networks):
+            report = None if progress is None else (
+                lambda i, n, k=k: progress(k * n + i, n * len(self.networks)))
+            per_fold.append(sliding_window(net, data, self.bundle["output"]["num_heads"], sw["patch_size"],
+                                           sw["tile_step_size"], axes, sw["gaussian"], report))
+        return ensemble(per_fold)
+
+    def predict_case(self, files: Sequence[str], progress=None):
+        """(label map in the input's array order, properties) for one case's channel files."""
+        if len(files) != self.num_input_channels:
+            raise RuntimeInputError(f"the bundle's model takes {self.num_input_channels} channel(s) per case "
+                                    f"({', '.join(c['name'] or str(c['index']) for c in self.bundle['input']['channels'])}), "
+                                    f"got {len(files)}: {', '.join(map(str, files))}")
+        data, props = read_images(files)
+        if data.shape[0] != self.num_input_channels:
+            raise RuntimeInputError(f"{files[0]} holds {data.shape[0]} channels; the model takes "
+                                    f"{self.num_input_channels}")
+        data, props = preprocess(data, props, self.bundle)
+        logits = self.predict_logits(data, progress)
+        seg = export_segmentation(logits, props, self.bundle)
+        if self.use_postprocessing and self.bundle.get("postprocessing"):
+            seg = postprocess(seg, self.bundle["postprocessing"])
+        return seg, props
+
+    def predict_to_file(self, files: Sequence[str], output_file: str, progress=None) -> None:
+        seg, props = self.predict_case(files, progress)
+        write_seg(seg, output_file, props)
+
+
+def quantized_model(path: Path) -> Path:
+    """``path`` quantised to int8 weights (onnxruntime.quantization.quantize_dynamic), cached next to it as
+    ``<name>.int8.onnx`` (written atomically; rebuilt when older than the fp32 file)."""
+    out = path.with_name(path.stem + ".int8.onnx")
+    if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
+        return out
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as e:
+        raise RuntimeInputError(f"--precision int8 needs onnxruntime's quantization tools ({e}): "
+                                f"pip install onnx") from None
+    from .files import atomic_path
+
+    try:
+        with atomic_path(str(out), suffix=".onnx") as tmp:
+            quantize_dynamic(str(path), tmp, weight_type=QuantType.QInt8)
+    except PermissionError:
+        raise RuntimeInputError(f"--precision int8 writes {out} once; {path.parent} is not writable: run it once "
+                                f"where the bundle is writable, or use the default precision") from None
+    return out
