@@ -30,6 +30,9 @@ setup(
     extras_require={
         "export": ["onnx", "onnxruntime"],
         "test": ["pytest", "onnx", "onnxruntime"],
+        # the bundle runtime alone (lightmedseg-run): pip install --no-deps nnunetv2-lightmedseg, then these
+        "runtime": ["numpy", "scipy", "SimpleITK>=2.2", "onnxruntime"],
     },
-    entry_points={"console_scripts": ["lightmedseg=nnunetv2_lightmedseg.cli.main:main"]},
+    entry_points={"console_scripts": ["lightmedseg=nnunetv2_lightmedseg.cli.main:main",
+                                      "lightmedseg-run=nnunetv2_lightmedseg.runtime.cli:main"]},
 )

@@ -54,6 +54,15 @@ def add_parser(subparsers) -> None:
                    help="--benchmark without -d: output classes of the untrained network (default %(default)s)")
     p.add_argument("--json", type=Path, default=None,
                    help="--benchmark without -d: write the figures as JSON (with -d they go into <output>.json)")
+    p.add_argument("--bundle", action="store_true",
+                   help="write a bundle folder -o DIR (ONNX network of each fold of -f, which takes several folds "
+                        "here, and bundle.json) that lightmedseg-run segments images with, without PyTorch or "
+                        "nnU-Net (docs/deployment.md)")
+    p.add_argument("--no_postprocessing", action="store_true",
+                   help="--bundle: leave out the model folder's postprocessing.pkl (used when present)")
+    for action in p._actions:  # -f: several folds for --bundle (one without it, checked in run)
+        if action.dest == "fold":
+            action.nargs = "+"
     p.set_defaults(func=run)
 
 
@@ -63,6 +72,13 @@ def _fail(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bundle:
+        from ..deploy.bundle import run_cli
+        return run_cli(args)
+    if isinstance(args.fold, list):
+        if len(args.fold) > 1:
+            return _fail("-f takes one fold without --bundle")
+        args.fold = args.fold[0]
     if args.benchmark_size:
         args.shape = [args.benchmark_size] * 3
     if min(args.shape) < 16:
