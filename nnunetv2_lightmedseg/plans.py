@@ -51,6 +51,7 @@ import shutil
 from pathlib import Path
 from unittest import mock
 from typing import Dict, List, Optional, Sequence, Union
+from .errors import LightMedSegError
 
 
 BASE_CONFIGURATION = "3d_fullres"
@@ -63,7 +64,7 @@ VARIANTS = ("paper", "planned")
 BACKUP_SUFFIX = ".before_lightmedseg"
 
 
-class PlansOverrideError(RuntimeError):
+class PlansOverrideError(LightMedSegError):
     """A problem with the dataset/plans that the user must fix (the message says how)."""
 
 

@@ -25,6 +25,7 @@ import importlib.util
 import os
 from pathlib import Path
 from typing import Optional
+from .errors import LightMedSegError
 
 SHIM_NAME = "nnunetv2_lightmedseg_trainers.py"
 MARKER = "# nnunetv2-lightmedseg trainer registration (written by `lightmedseg install-trainers`)"
@@ -53,7 +54,7 @@ def __getattr__(name):
 '''
 
 
-class RegistrationError(RuntimeError):
+class RegistrationError(LightMedSegError):
     """The trainers could not be (un)registered; the message says why and what to do."""
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .options import add_model
@@ -29,25 +28,26 @@ def add_parser(subparsers) -> None:
                    help="without -d: output classes of the untrained network (default %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="without -d: initialisation and phantom seed (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the figures of an earlier run of the same case in -o (kept otherwise)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.loading import ModelLoadError, load_predictor
+    from ..deploy.loading import load_predictor
     from ..deploy.explain import ExplainError, explain_trained, explain_untrained
 
-    try:
-        if args.dataset is not None:
-            if not args.images:
-                raise ExplainError("-i CASE_0000.nii.gz is required with a trained model (-d)")
-            predictor = load_predictor(args.dataset, args.configuration, args.fold, args.trainer, args.plans,
-                                       args.checkpoint)
-            summary = explain_trained(predictor, args.images, args.output)
-        else:
-            summary = explain_untrained(args.images, args.output, num_classes=args.num_classes, seed=args.seed)
-    except (ModelLoadError, ExplainError) as e:
-        print(f"lightmedseg explain: {e}", file=sys.stderr)
-        return 1
+    if args.output.exists() and not args.output.is_dir():
+        raise ExplainError(f"-o {args.output} is a file: give a folder for the PNGs (it is created if missing)")
+    if args.dataset is not None:
+        if not args.images:
+            raise ExplainError("-i CASE_0000.nii.gz is required with a trained model (-d)")
+        predictor = load_predictor(args.dataset, args.configuration, args.fold, args.trainer, args.plans,
+                                   args.checkpoint)
+        summary = explain_trained(predictor, args.images, args.output, overwrite=args.overwrite)
+    else:
+        summary = explain_untrained(args.images, args.output, num_classes=args.num_classes, seed=args.seed,
+                                    overwrite=args.overwrite)
     print(f"explained {summary['case']} (network input {tuple(summary['input_shape'])}, slices d/h/w = "
           f"{summary['slices']}):")
     for name, path in summary["files"].items():

@@ -54,6 +54,9 @@ def add_parser(subparsers) -> None:
                    help="--benchmark without -d: output classes of the untrained network (default %(default)s)")
     p.add_argument("--json", type=Path, default=None,
                    help="--benchmark without -d: write the figures as JSON (with -d they go into <output>.json)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (the model, its .json, --json); without it nothing that "
+                        "exists is touched")
     p.add_argument("--bundle", action="store_true",
                    help="write a bundle folder -o DIR (ONNX network of each fold of -f, which takes several folds "
                         "here, and bundle.json) that lightmedseg-run segments images with, without PyTorch or "
@@ -94,25 +97,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from ..deploy.export import (DEFAULT_OPSET, ExportError, ExportedRunner, benchmark_latency, export_trained_model,
-                                 metadata_path)
-    from ..deploy.loading import ModelLoadError, load_predictor
+    from ..deploy.export import DEFAULT_OPSET, ExportedRunner, benchmark_latency, export_trained_model, metadata_path
+    from ..deploy.loading import load_predictor
+    from ..utils.files import atomic_write_text, refuse_existing
 
     fmt = args.format or ("onnx" if args.output.suffix.lower() == ".onnx" else "torchscript")
     if args.output.suffix.lower() == ".json":
         return _fail("-o must be the model file (e.g. model.onnx); the JSON is written next to it")
+    if args.output.is_dir():
+        return _fail(f"-o {args.output} is a folder: give the model file to write, e.g. {args.output / 'model.onnx'}")
+    if not args.output.parent.resolve().is_dir():
+        return _fail(f"-o {args.output}: the folder {args.output.parent} does not exist; create it first")
     if args.opset is not None and fmt != "onnx":
         return _fail("--opset applies to ONNX only")
+    refuse_existing([args.output, metadata_path(args.output)], args.overwrite)
     opset = args.opset or DEFAULT_OPSET
-    try:
-        predictor = load_predictor(args.dataset, args.configuration, args.fold, args.trainer, args.plans,
-                                   args.checkpoint)
-        meta = export_trained_model(predictor, args.output, fmt=fmt, opset=opset,
-                                    tolerance=args.tolerance, fold=args.fold, checkpoint=args.checkpoint,
-                                    plans_name=args.plans, configuration=args.configuration)
-    except (ModelLoadError, ExportError) as e:
-        print(f"lightmedseg export: {e}", file=sys.stderr)
-        return 1
+    predictor = load_predictor(args.dataset, args.configuration, args.fold, args.trainer, args.plans,
+                               args.checkpoint)
+    meta = export_trained_model(predictor, args.output, fmt=fmt, opset=opset,
+                                tolerance=args.tolerance, fold=args.fold, checkpoint=args.checkpoint,
+                                plans_name=args.plans, configuration=args.configuration)
     print(f"exported {fmt} model: {args.output}")
     print(f"inference metadata:   {metadata_path(args.output)}")
     for c in meta["parity"]["checks"]:
@@ -126,7 +130,7 @@ def export(args: argparse.Namespace) -> int:
               f"{res['pytorch_s'] * 1000:.0f} ms, {'onnxruntime' if fmt == 'onnx' else 'TorchScript'} "
               f"{res['exported_s'] * 1000:.0f} ms")
         meta["benchmark"] = {"shape": list(shape), "threads": args.threads, "repeats": args.repeats, **res}
-        metadata_path(args.output).write_text(json.dumps(meta, indent=2))
+        atomic_write_text(str(metadata_path(args.output)), json.dumps(meta, indent=2))
     return 0
 
 
@@ -140,9 +144,12 @@ def benchmark_untrained(args: argparse.Namespace) -> int:
     from ..deploy.export import ExportError, ExportedRunner, benchmark_latency, check_parity, export_onnx, \
         require_onnx
     from ..network import LightMedSeg
+    from ..utils.files import atomic_write_text, refuse_existing
 
     if args.in_channels < 1 or args.num_classes < 1:
         return _fail("--in-channels and --num-classes must be >= 1")
+    if args.json:
+        refuse_existing([args.json], args.overwrite)
     try:
         onnxruntime = require_onnx()
     except ExportError as e:
@@ -164,6 +171,6 @@ def benchmark_untrained(args: argparse.Namespace) -> int:
           f"median of {args.repeats}: PyTorch {out['pytorch_ms']:.0f} ms | onnxruntime {out['onnxruntime_ms']:.0f} "
           f"ms | max |diff| {out['max_abs_diff']:.2g}")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        atomic_write_text(str(args.json), json.dumps(out, indent=2))
         print(f"wrote {args.json}")
     return 0

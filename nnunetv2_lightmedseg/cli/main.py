@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from ..errors import LightMedSegError
 
 # subcommand name -> module (in nnunetv2_lightmedseg.cli) that registers it
 SUBCOMMANDS = {
@@ -16,6 +19,8 @@ SUBCOMMANDS = {
     "env": "env",
     "install-trainers": "install_trainers",
     "plans": "plans",
+    "splits": "splits",
+    "check-model": "check_model",
     "demo": "demo",
     "benchmark": "benchmark",
     "export": "export",
@@ -31,6 +36,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         description="LightMedSeg for nnU-Net v2: profile, train helpers, benchmark, export, explain.",
     )
     parser.add_argument("--version", action="version", version=f"nnunetv2-lightmedseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of errors otherwise reported in "
+                                                              f"one line (or set {DEBUG_SWITCH}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = None
@@ -47,7 +54,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             mod = importlib.import_module(f"nnunetv2_lightmedseg.cli.{module}")
         except ImportError as e:  # a subcommand whose optional dependency is missing
             p = sub.add_parser(name, help=f"(unavailable: {e})")
-            p.set_defaults(func=lambda args, _e=e: sys.exit(f"lightmedseg {name}: unavailable: {_e}"))
+            p.set_defaults(func=_unavailable(name, e))
             continue
         mod.add_parser(sub)
     return parser
@@ -58,15 +65,57 @@ INTERRUPTED = ("interrupted (Ctrl-C); files it had finished writing are kept, no
                "same command again to redo it")
 
 
+def _unavailable(name: str, error: ImportError):
+    """The ``func`` of a subcommand whose module failed to import (binds ``name`` now, not at call time)."""
+    def run(args) -> int:
+        raise LightMedSegError(f"unavailable: {error} (install the package's dependencies: pip install -e .)")
+    run.__name__ = f"unavailable_{name}"
+    return run
+
+
+#: set (to anything but 0/empty) to see the traceback of an error the commands otherwise report in one line
+DEBUG_SWITCH = "LIGHTMEDSEG_DEBUG"
+
+
+def _debug(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get(DEBUG_SWITCH, "") not in ("", "0")
+
+
+def _command(argv: list[str]) -> str:
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    """Run one subcommand. Errors of the package (:class:`LightMedSegError`) and unwritable or missing files print
+    one line, ``lightmedseg <command>: <message>``, and exit 2; Ctrl-C prints one line and exits 130; anything else
+    is a bug and keeps its traceback. ``--debug`` (or LIGHTMEDSEG_DEBUG=1) shows the traceback of every error."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug(argv)
+    argv = [a for a in argv if a != "--debug"]
+    command = _command(argv)
     try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        command = getattr(args, "command", None) or command
         ret = args.func(args)
     except KeyboardInterrupt:
-        print(f"\nlightmedseg {args.command}: {INTERRUPTED}", file=sys.stderr)
+        print(f"\nlightmedseg {command or ''}: {INTERRUPTED}".replace(" :", ":"), file=sys.stderr)
         return 130
+    except LightMedSegError as e:
+        if debug:
+            raise
+        print(f"lightmedseg {command}: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError) as e:
+        if debug:
+            raise
+        what = {PermissionError: "permission denied", IsADirectoryError: "it is a folder",
+                NotADirectoryError: "a part of the path is not a folder",
+                FileNotFoundError: "no such file or folder"}[type(e)]
+        where = e.filename or "a file"
+        print(f"lightmedseg {command}: cannot use {where} ({what}): choose another path, or fix its permissions "
+              f"(run with --debug for the traceback)", file=sys.stderr)
+        return 2
     return int(ret or 0)
 
 

@@ -7,7 +7,8 @@
 Running nnU-Net's commands, their environment and the summary.json they write are shared with other features:
 :mod:`nnunetv2_lightmedseg.utils` (``process``, ``nnunet_env``, ``summary``).
 """
+from ..errors import LightMedSegError
 
 
-class DemoError(RuntimeError):
+class DemoError(LightMedSegError):
     """A problem the user can fix (bad path, malformed dataset, failed step); printed without a traceback."""

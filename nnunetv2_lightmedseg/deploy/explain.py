@@ -22,6 +22,7 @@ centre of the grid when nothing is predicted. The same three slice indices are u
 from __future__ import annotations
 
 import json
+import warnings
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -37,6 +38,8 @@ from matplotlib.patches import Patch
 from ..network import LightMedSeg
 from ..utils.figures import new_figure
 from ..utils.names import case_name
+from ..errors import LightMedSegError
+from ..utils.files import atomic_path, atomic_write_text, refuse_existing
 
 AXES = ("d", "h", "w")
 PATH_NAMES = ("depthwise 3x3x3", "GhostConv 3x3x3", "pointwise 1x1x1")
@@ -44,7 +47,7 @@ ROUTER_SOURCES = ("E1", "E2", "E3", "E4")
 MAX_DEMO_SIZE = 128
 
 
-class ExplainError(RuntimeError):
+class ExplainError(LightMedSegError):
     """Bad input for explain; the message says what to do."""
 
 
@@ -180,7 +183,8 @@ class Renderer:
 
     def _save(self, fig, name: str) -> Path:
         path = self.out / f"{self.case}_{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        with atomic_path(str(path), suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         return path
 
     def _image(self, ax, axis: int):
@@ -283,9 +287,35 @@ class Renderer:
 
 
 # --------------------------------------------------------------------------------------------- orchestration
+#: the files explain writes for a case, ``<case>_<name>.png`` and ``<case>_explain.json``
+FIGURES = ("anchors", "lspm", "skip_router", "decoder_paths", "prediction")
+
+
+def check_output_folder(out_dir: Path, case: str, overwrite: bool) -> None:
+    """Refuse an ``-o`` that is a file, and (without ``overwrite``) one that holds this case's figures already."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExplainError(f"-o {out_dir} is a file: give a folder for the PNGs (it is created if missing)")
+    refuse_existing([out_dir / f"{case}_{n}.png" for n in FIGURES] + [out_dir / f"{case}_explain.json"],
+                    overwrite)
+
+
+def warn_non_finite(data: np.ndarray, case: str) -> None:
+    """Warn (naming the case) when an image holds NaN/Inf voxels: nnU-Net's z-score normalisation spreads them to
+    every voxel, so the whole output is NaN and the segmentation meaningless."""
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        warnings.warn(f"{case}: {bad} of {np.size(data)} image voxels are NaN or Inf; the normalised image and "
+                      f"every output will be NaN. Replace them (e.g. with the image minimum) and run again",
+                      stacklevel=3)
+
+
 def explain_patch(network: LightMedSeg, patch: np.ndarray, out_dir: Path, case: str, spacing: Sequence[float],
-                  to_segmentation, label_names: Dict[int, str], source: str) -> Dict:
-    """Run the network on one patch (C, d, h, w) and write all figures; returns a summary (also saved as JSON)."""
+                  to_segmentation, label_names: Dict[int, str], source: str, overwrite: bool = False) -> Dict:
+    """Run the network on one patch (C, d, h, w) and write all figures; returns a summary (also saved as JSON).
+    Existing figures of the case in ``out_dir`` are refused unless ``overwrite``; each file is written
+    atomically."""
+    check_output_folder(out_dir, case, overwrite)
     res = run_network(network, patch)
     grid = [s + (-s) % int(d) for s, d in zip(patch.shape[1:], network.divisor)]  # per-axis divisor
     image = np.zeros(grid, np.float32)
@@ -320,11 +350,11 @@ def explain_patch(network: LightMedSeg, patch: np.ndarray, out_dir: Path, case: 
     files["prediction"] = r.prediction(seg, label_names)
     summary["labels_predicted"] = sorted(int(v) for v in np.unique(seg))
     summary["files"] = {k: str(v) for k, v in files.items()}
-    (Path(out_dir) / f"{case}_explain.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(str(Path(out_dir) / f"{case}_explain.json"), json.dumps(summary, indent=2))
     return summary
 
 
-def explain_trained(predictor, image_files: Sequence[str], out_dir: Path) -> Dict:
+def explain_trained(predictor, image_files: Sequence[str], out_dir: Path, overwrite: bool = False) -> Dict:
     """Preprocess a case as nnUNetv2_predict does and explain one centred patch (see the module docstring)."""
     from .loading import find_lightmedseg
     network = find_lightmedseg(predictor.network)
@@ -333,6 +363,10 @@ def explain_trained(predictor, image_files: Sequence[str], out_dir: Path) -> Dic
                            f"draws LightMedSeg's anchors, LSPM and routing maps")
     cm, pm, dj = predictor.configuration_manager, predictor.plans_manager, predictor.dataset_json
     files = channel_files(image_files, len(cm.normalization_schemes), dj.get("file_ending", ".nii.gz"))
+    case = case_name(files[0], dj.get("file_ending"), channel_suffix=True)
+    check_output_folder(out_dir, case, overwrite)  # before the (slow) preprocessing
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    warn_non_finite(SimpleITKIO().read_images(files)[0], case)
     preprocessor = cm.preprocessor_class(verbose=False)
     data, _, _ = preprocessor.run_case(files, None, pm, cm, dj)
     patch, _ = center_crop_or_pad(np.asarray(data, dtype=np.float32), [int(s) for s in cm.patch_size])
@@ -352,12 +386,11 @@ def explain_trained(predictor, image_files: Sequence[str], out_dir: Path) -> Dic
         names = {int(v): fg[i] if i < len(fg) else f"region {i}" for i, v in enumerate(lm.regions_class_order)}
     source = (f"{predictor.trainer_name} ({pm.plans_name}), preprocessed as nnUNetv2_predict; "
               f"centred patch {list(cm.patch_size)}")
-    case = case_name(files[0], dj.get("file_ending"), channel_suffix=True)
-    return explain_patch(network, patch, out_dir, case, cm.spacing, to_seg, names, source)
+    return explain_patch(network, patch, out_dir, case, cm.spacing, to_seg, names, source, overwrite)
 
 
 def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_classes: int = 3,
-                      seed: int = 0, network_options: Optional[Dict] = None) -> Dict:
+                      seed: int = 0, network_options: Optional[Dict] = None, overwrite: bool = False) -> Dict:
     """Demo on a freshly initialised LightMedSeg (no trained model): the figures, not a model's judgement."""
     if image_files:
         from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
@@ -365,6 +398,7 @@ def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_c
         data, props = SimpleITKIO().read_images(files)
         spacing = [float(s) for s in props["spacing"]]
         case = case_name(files[0], channel_suffix=True)
+        warn_non_finite(data, case)
     else:
         data, spacing, case = demo_volume(seed), [1.0, 1.0, 1.0], "generated_phantom"
     from nnunetv2.preprocessing.normalization.default_normalization_schemes import ZScoreNormalization
@@ -378,4 +412,4 @@ def explain_untrained(image_files: Optional[Sequence[str]], out_dir: Path, num_c
     network = LightMedSeg(data.shape[0], num_classes, **(network_options or {}))
     names = {i: f"class {i}" for i in range(1, num_classes)}
     source = f"UNTRAINED LightMedSeg({data.shape[0]}, {num_classes}), seed {seed}: demo of the figures only"
-    return explain_patch(network, patch, out_dir, case, spacing, lambda lg: lg.argmax(0), names, source)
+    return explain_patch(network, patch, out_dir, case, spacing, lambda lg: lg.argmax(0), names, source, overwrite)

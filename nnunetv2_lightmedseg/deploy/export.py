@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .loading import find_lightmedseg
+from ..errors import LightMedSegError
+from ..utils.files import atomic_path, atomic_write_text
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -45,7 +47,7 @@ INPUT_NAME, OUTPUT_NAME = "image", "logits"
 EXTRA_HINT = "pip install nnunetv2-lightmedseg[export]"
 
 
-class ExportError(RuntimeError):
+class ExportError(LightMedSegError):
     """Export or its parity check failed; the message says why."""
 
 
@@ -259,10 +261,11 @@ def export_trained_model(predictor, output: Path, fmt: str = "onnx", opset: int 
                          tolerance: float = 1e-3, fold="0",
                          checkpoint: str = "checkpoint_final.pth", plans_name: str = "nnUNetPlans",
                          configuration: str = "3d_fullres") -> Dict:
-    """Export ``predictor.network``, write ``<output>.json`` next to it, run the parity check.
+    """Export ``predictor.network``, run the parity check, write ``<output>.json`` next to it.
 
     Returns the metadata dict (with a ``parity`` entry); raises :class:`ExportError` when a size's max
-    abs difference exceeds ``tolerance`` (the files stay on disk for inspection).
+    abs difference exceeds ``tolerance``, and then writes nothing (an unfaithful model is never left where a
+    deployment would pick it up). Both files are written atomically (``utils.files.atomic_path``).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {FORMATS}")
@@ -271,23 +274,22 @@ def export_trained_model(predictor, output: Path, fmt: str = "onnx", opset: int 
     n_in = len(predictor.configuration_manager.normalization_schemes)
     example = torch.randn(1, n_in, *patch)
     output = Path(output)
-    if fmt == "onnx":
-        export_onnx(network, example, output, opset=opset)
-    else:
-        export_torchscript(network, example, output)
-    runner = ExportedRunner(output, fmt)
-    lms = find_lightmedseg(network)
-    parity = check_parity(network, runner, n_in, parity_sizes(patch, export_divisor(network)))
-    meta = inference_metadata(predictor, fmt, "torch.onnx.export (legacy, dynamic_axes)" if fmt == "onnx"
-                              else "torch.jit.trace",
-                              opset if fmt == "onnx" else None, fold, checkpoint, plans_name, configuration)
-    meta["parity"] = {"tolerance": tolerance, "checks": parity}
-    meta_path = metadata_path(output)
-    meta_path.write_text(json.dumps(meta, indent=2))
-    worst = max(p["max_abs_diff"] for p in parity)
-    if not np.isfinite(worst) or worst > tolerance:
-        raise ExportError(f"parity check failed: max |exported - PyTorch| = {worst:.3g} > tolerance {tolerance:g} "
-                          f"({parity}); the exported model is not faithful, do not deploy it")
+    with atomic_path(output, suffix=output.suffix) as tmp_model:
+        if fmt == "onnx":
+            export_onnx(network, example, Path(tmp_model), opset=opset)
+        else:
+            export_torchscript(network, example, Path(tmp_model))
+        runner = ExportedRunner(Path(tmp_model), fmt)
+        parity = check_parity(network, runner, n_in, parity_sizes(patch, export_divisor(network)))
+        meta = inference_metadata(predictor, fmt, "torch.onnx.export (legacy, dynamic_axes)" if fmt == "onnx"
+                                  else "torch.jit.trace",
+                                  opset if fmt == "onnx" else None, fold, checkpoint, plans_name, configuration)
+        meta["parity"] = {"tolerance": tolerance, "checks": parity}
+        worst = max(p["max_abs_diff"] for p in parity)
+        if not np.isfinite(worst) or worst > tolerance:
+            raise ExportError(f"parity check failed: max |exported - PyTorch| = {worst:.3g} > tolerance "
+                              f"{tolerance:g} ({parity}); the exported model is not faithful and was not written")
+        atomic_write_text(str(metadata_path(output)), json.dumps(meta, indent=2))
     return meta
 
 

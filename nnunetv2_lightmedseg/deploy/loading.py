@@ -16,10 +16,12 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from ..checkpoints import safe_torch_load
+from ..errors import LightMedSegError
 from ..network import LightMedSeg
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(LightMedSegError):
     """A trained-model folder could not be found or loaded; the message says what to do."""
 
 
@@ -28,33 +30,102 @@ TRAINER_NOT_FOUND_FIX = ("nnU-Net does not know the LightMedSeg trainers in this
                          "eval \"$(lightmedseg env)\"")
 
 
+def trainer_not_found_message(error: str) -> str:
+    """What to do when nnU-Net cannot find a checkpoint's trainer: register ours when it is one of ours and they
+    are not registered; otherwise say that the trainer comes from elsewhere (registering ours would not help)."""
+    import re
+
+    from ..training.lookup import trainer_class
+
+    m = re.search(r"trainer (\S+)", error)
+    name = m.group(1) if m else "?"
+    try:
+        trainer_class(name)
+        ours = True
+    except LookupError:
+        ours = False
+    registered = lightmedseg_trainers_registered()
+    if ours and not registered:
+        return f"nnU-Net cannot find the trainer {name} named in this checkpoint. {TRAINER_NOT_FOUND_FIX}"
+    return (f"the checkpoint names the trainer {name}, which neither nnU-Net nor nnunetv2-lightmedseg"
+            f"{' (registered in this environment)' if registered else ''} provides: install the package that "
+            f"defines it (or add its folder to nnUNet_extTrainer), or check that the checkpoint was not edited")
+
+
+def lightmedseg_trainers_registered() -> bool:
+    """Whether nnU-Net's own trainer lookup (what ``nnUNetv2_predict`` uses) finds ``nnUNetTrainer_LightMedSeg``."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    try:
+        return recursive_find_trainer_class_by_name("nnUNetTrainer_LightMedSeg") is not None
+    except RuntimeError:
+        return False
+
+
 def check_network_records(folder: Path, fold, checkpoint: str) -> None:
-    """Refuse (ModelLoadError naming the differences) a checkpoint whose network record differs from the one in
-    the folder's plans.json, which nnU-Net's predictor builds the network from (see training.network_config)."""
+    """Refuse (ModelLoadError naming the differences) a checkpoint whose network record differs in any field, the
+    channel counts included, from the one in the folder's plans.json, which nnU-Net's predictor builds the network
+    from (see training.network_config). The checkpoint is read without executing code (:mod:`..checkpoints`)."""
     import json
 
-    from ..training.network_config import KEY, differences
+    from ..checkpoints import load_checkpoint
+    from ..training.network_config import KEY, record_differences
 
     ckpt_file = Path(folder) / f"fold_{fold}" / checkpoint
-    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(ckpt_file)
     stored = ckpt.get(KEY)
     if stored is None:
         return  # a model trained before records existed: built from the trainer's options, as before
-    plans = json.loads((Path(folder) / "plans.json").read_text())
-    configuration = ckpt["init_args"]["configuration"]
+    try:
+        plans = json.loads((Path(folder) / "plans.json").read_text())
+    except ValueError as e:
+        raise ModelLoadError(f"{folder / 'plans.json'} is not valid JSON ({e}): restore it from the model's zip "
+                             f"or training folder") from None
+    try:
+        configuration = ckpt["init_args"]["configuration"]
+    except (KeyError, TypeError):
+        raise ModelLoadError(f"{ckpt_file} has no init_args['configuration']: it is not a checkpoint nnU-Net "
+                             f"wrote") from None
+    expected = _channel_counts(folder, plans, configuration)
+    for record, where in ((stored, str(ckpt_file)), (plans.get("configurations", {}).get(configuration, {}).get(KEY),
+                                                      str(folder / "plans.json"))):
+        if isinstance(record, dict) and expected:
+            wrong = [f"{name} {record.get(name)!r} where dataset.json/plans.json give {value}"
+                     for name, value in expected.items() if name in record and record.get(name) != value]
+            if wrong:
+                raise ModelLoadError(f"{where}: the LightMedSeg network record says {'; '.join(wrong)}: the record "
+                                     f"was edited or belongs to another model; restore the model folder from its "
+                                     f"source")
     planned = plans.get("configurations", {}).get(configuration, {}).get(KEY)
     if planned is None:
         return
     try:
-        diff = differences(stored.get("config", {}), planned.get("config", {}))
+        diff = record_differences(stored, planned)
     except (AttributeError, TypeError):
         raise ModelLoadError(f"{folder / 'plans.json'}: the '{KEY}' entry is malformed") from None
     if diff:
         raise ModelLoadError(
             f"{ckpt_file} was trained with a different LightMedSeg network than the one {folder / 'plans.json'} "
-            f"describes (nnU-Net builds the network from plans.json):\n  "
-            + "\n  ".join(d.replace("(built)", "(plans.json)").replace("(stored)", "(checkpoint)") for d in diff)
-            + f"\nRestore plans.json's '{KEY}' entry from the checkpoint (torch.load(CHECKPOINT)['{KEY}']).")
+            f"describes (nnU-Net builds the network from plans.json): "
+            + "; ".join(d.replace("(built)", "(plans.json)").replace("(stored)", "(checkpoint)") for d in diff)
+            + f". Restore plans.json's '{KEY}' entry from the checkpoint's.")
+
+
+def _channel_counts(folder: Path, plans: dict, configuration: str) -> dict:
+    """``{"input_channels", "num_classes"}`` as nnU-Net's predictor derives them from the folder's dataset.json and
+    plans (what the network is built with); empty when the folder does not say."""
+    import json
+
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    try:
+        dataset_json = json.loads((Path(folder) / "dataset.json").read_text())
+        manager = PlansManager(plans)
+        return {"input_channels": int(determine_num_input_channels(
+                    manager, manager.get_configuration(configuration), dataset_json)),
+                "num_classes": int(manager.get_label_manager(dataset_json).num_segmentation_heads)}
+    except Exception:  # an incomplete folder: load_predictor's own checks name what is missing
+        return {}
 
 
 def model_folder(dataset: Union[int, str], configuration: str, trainer: str,
@@ -101,12 +172,13 @@ def load_predictor(dataset: Union[int, str], configuration: str, fold: Union[int
                                 verbose_preprocessing=False, allow_tqdm=False)
     from ..training.network_config import NetworkConfigError
     try:
-        predictor.initialize_from_trained_model_folder(str(folder), (fold,), checkpoint_name=checkpoint)
+        with safe_torch_load():  # nnU-Net's loader would torch.load(weights_only=False)
+            predictor.initialize_from_trained_model_folder(str(folder), (fold,), checkpoint_name=checkpoint)
     except NetworkConfigError as e:
         raise ModelLoadError(str(e)) from None
     except RuntimeError as e:
         if "Could not find requested nnunet trainer" in str(e):
-            raise ModelLoadError(f"{e}\n{TRAINER_NOT_FOUND_FIX}") from None
+            raise ModelLoadError(trainer_not_found_message(str(e))) from None
         raise
     predictor.network.eval()
     return predictor

@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import inspect
 import json
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 from torch import nn
 
+from ..errors import LightMedSegError
 from ..network import LightMedSeg
 
 KEY = "lightmedseg_network"
 
 
-class NetworkConfigError(RuntimeError):
+class NetworkConfigError(LightMedSegError):
     """A stored network configuration cannot be used; the message says why and what to do."""
 
 
@@ -118,14 +119,25 @@ def differences(stored: Mapping[str, Any], built: Mapping[str, Any]) -> List[str
     return out
 
 
+def record_differences(stored: Mapping[str, Any], built: Mapping[str, Any]) -> List[str]:
+    """Every field in which two network records differ: each option of ``config`` and the channel counts
+    (``input_channels``, ``num_classes``), in :func:`differences`' wording."""
+    diff = differences(stored.get("config", {}), built.get("config", {}))
+    for name in ("input_channels", "num_classes"):
+        if name in stored or name in built:
+            a, b = stored.get(name, "(absent)"), built.get(name, "(absent)")
+            if a != b:
+                diff.append(f"{name}: {a!r} (stored) vs {b!r} (built)")
+    return diff
+
+
 def check_matches(record: Mapping[str, Any], network: nn.Module, source: str) -> None:
     """Refuse (NetworkConfigError naming the differences) when ``network`` is not the one ``record`` describes."""
     record = _check_record(record, source)
     net = unwrap(network)
-    diff = differences(record["config"], getattr(net, "config", {}))
-    for name in ("input_channels", "num_classes"):
-        if name in record and int(record[name]) != int(getattr(net, name)):
-            diff.append(f"{name}: {record[name]} (stored) vs {getattr(net, name)} (built)")
+    diff = record_differences(record, {"config": getattr(net, "config", {}),
+                                       "input_channels": int(getattr(net, "input_channels")),
+                                       "num_classes": int(getattr(net, "num_classes"))})
     if diff:
         raise NetworkConfigError(
             f"{source} was trained with a different LightMedSeg network than the one built to load it into:\n  "
@@ -133,7 +145,3 @@ def check_matches(record: Mapping[str, Any], network: nn.Module, source: str) ->
             f"(LightMedSeg(in, out, **record['config']), record = torch.load(...)['{KEY}']), or use the trainer "
             f"variant that has these options.")
 
-
-def record_of_configuration(configuration: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
-    """The record in a (resolved) plans configuration dict, or None."""
-    return configuration.get(KEY)

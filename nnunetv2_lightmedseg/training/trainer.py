@@ -88,6 +88,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
+from nnunetv2_lightmedseg.checkpoints import load_checkpoint, safe_torch_load
 from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
@@ -96,6 +97,7 @@ from nnunetv2_lightmedseg.training.cpu_threads import (ENV_SWITCH as THREADS_SWI
                                                        attach_inference_threads, detach_inference_threads,
                                                        thread_setting)
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
+from nnunetv2_lightmedseg.utils.files import atomic_path
 from nnunetv2_lightmedseg.training.network_config import (KEY as NETWORK_KEY, build_from_record, check_matches,
                                                           differences, make_record)
 
@@ -292,11 +294,10 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         super().save_checkpoint(filename)
         if self.local_rank != 0 or self.disable_checkpointing or not os.path.isfile(filename):
             return
-        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(filename)
         checkpoint[NETWORK_KEY] = make_record(self._plain_network())
-        tmp = f"{filename}.tmp"
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, filename)
+        with atomic_path(filename) as tmp:
+            torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         """nnU-Net's load_checkpoint (``--c``, ``--val``, ``--val_best``), with the network built from the
@@ -304,7 +305,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         the differences."""
         if isinstance(filename_or_checkpoint, str):
             source = filename_or_checkpoint
-            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+            checkpoint = load_checkpoint(filename_or_checkpoint, self.device)  # never executes code from the file
         else:
             source, checkpoint = "the checkpoint", filename_or_checkpoint
         record = checkpoint.get(NETWORK_KEY)
@@ -313,7 +314,11 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                 check_matches(record, self.network, source)
             else:
                 self._use_record(record)
-        super().load_checkpoint(filename_or_checkpoint)
+        if isinstance(filename_or_checkpoint, str):
+            with safe_torch_load():  # nnU-Net's loader reads the path again, with weights_only=False otherwise
+                super().load_checkpoint(filename_or_checkpoint)
+        else:
+            super().load_checkpoint(filename_or_checkpoint)
 
     # ---------------------------------------------------------------------------------------------------- #
     # loss

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
+from ..errors import LightMedSegError
+
 #: lines of nnU-Net's output worth echoing when not verbose (the rest goes to the step's log file)
 NNUNET_KEY_LINES = re.compile(r"(^Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time|Mean Validation Dice|"
                               r"LightMedSeg:|Using trainer|Error|error:|Traceback|WARNING)")
 EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception)|AssertionError|KeyboardInterrupt)\b.*")
 
 
-class CommandError(RuntimeError):
+class CommandError(LightMedSegError):
     """A command is missing or failed; the message says which, why and where its full output is."""
 
 

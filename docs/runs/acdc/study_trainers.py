@@ -1,0 +1,46 @@
+"""The trainers of the ACDC study (issue 21), as run: the shipped recipe with a checkpoint every epoch.
+
+Every LightMedSeg trainer here is ``nnUNetTrainer_LightMedSeg`` with the shipped defaults and nnU-Net's epoch of
+250 iterations; ``save_every = 1`` only makes an interrupted run resume with ``--c`` from its last epoch (it does not
+change what is learned). Run one with (from the repository root, trainers registered)::
+
+    export nnUNet_extTrainer="$PWD/docs/runs/acdc" nnUNet_n_proc_DA=1
+    lightmedseg splits -d 27 --group-by '^(patient\\d+)_frame\\d+$'      # patients grouped, once
+    nnUNetv2_train 27 3d_fullres 0 -tr nnUNetTrainer_LMSAcdc_5ep -device cpu
+"""
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
+
+
+class nnUNetTrainer_LMSAcdc_5ep(nnUNetTrainer_LightMedSeg):
+    """``nnUNetTrainer_LightMedSeg_5epochs`` (1,250 iterations) with a checkpoint every epoch."""
+    training_options = {"num_epochs": 5, "save_every": 1}
+
+
+class nnUNetTrainer_LMSAcdc_1ep(nnUNetTrainer_LightMedSeg):
+    """``nnUNetTrainer_LightMedSeg_1epoch`` (250 iterations) with a checkpoint every epoch."""
+    training_options = {"num_epochs": 1, "save_every": 1}
+
+
+class nnUNetTrainer_LMSAcdc_30ep(nnUNetTrainer_LightMedSeg):
+    """7,500 iterations of the shipped recipe, a checkpoint every epoch (the long run)."""
+    training_options = {"num_epochs": 30, "save_every": 1}
+
+
+class nnUNetTrainer_StockAcdc_1ep(nnUNetTrainer):
+    """Stock nnU-Net's recipe for 250 iterations, a checkpoint every epoch (``nnUNetTrainer_1epoch``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_epochs = 1
+        self.save_every = 1
+
+
+class nnUNetTrainer_StockAcdc_5ep(nnUNetTrainer):
+    """Stock nnU-Net's recipe for 1,250 iterations, a checkpoint every epoch (``nnUNetTrainer_5epochs``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_epochs = 5
+        self.save_every = 1
