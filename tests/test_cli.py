@@ -183,6 +183,27 @@ def test_demo_keeps_what_it_trained_and_says_where(tmp_path, monkeypatch, capsys
     assert run_fake_demo(monkeypatch, work, "--overwrite") == 0
 
 
+@pytest.mark.parametrize("registered", [False, True])
+def test_demo_prints_a_predict_line_for_a_new_shell(tmp_path, monkeypatch, capsys, registered):
+    """The printed nnUNetv2_predict line carries every nnUNet_* variable it needs (the trainer folder unless the
+    trainers are registered); its paths are the kept run's (the line itself runs in tests/test_end_to_end.py)."""
+    import shlex
+
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    monkeypatch.setattr(demo, "registered", lambda: registered)
+    work = tmp_path / "demo"
+    assert run_fake_demo(monkeypatch, work) == 0
+    lines = capsys.readouterr().out.splitlines()
+    words = shlex.split(lines[next(i for i, t in enumerate(lines) if t.startswith("Use the model")) + 1])
+    env = dict(w.split("=", 1) for w in words[:words.index("nnUNetv2_predict")])
+    folders = {"nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"}
+    assert set(env) == folders | (set() if registered else {"nnUNet_extTrainer"})
+    assert all(Path(env[k]) == work.resolve() / k for k in folders)
+    args = words[words.index("nnUNetv2_predict") + 1:]
+    assert Path(args[args.index("-i") + 1]).is_dir() and args[args.index("-tr") + 1] == demo.DEFAULT_TRAINER
+    assert ("lightmedseg install-trainers" in "\n".join(lines)) is not registered
+
+
 def test_demo_clean_removes_only_what_it_created(tmp_path, monkeypatch, capsys):
     created = tmp_path / "new"
     assert run_fake_demo(monkeypatch, created, "--clean") == 0

@@ -58,8 +58,8 @@ def run_demo(workdir: Path, *args: str) -> dict:
     (and append the package's folder, as ``lightmedseg env`` does) for nnU-Net to find the E2E trainer.
     """
     env = dict(clean_env(), **{ENV_VAR: str(TEST_TRAINERS)})
-    run_console(["lightmedseg", "demo", "--workdir", workdir, *DEMO_ARGS, *args], env, timeout=TIMEOUT)
-    return json.loads((workdir / "demo_summary.json").read_text())
+    p = run_console(["lightmedseg", "demo", "--workdir", workdir, *DEMO_ARGS, *args], env, timeout=TIMEOUT)
+    return dict(json.loads((workdir / "demo_summary.json").read_text()), printed=p.stdout)
 
 
 def dice_table(refs: list, preds: list, classes: list) -> float:
@@ -165,6 +165,24 @@ def test_label_dataset_plan_train_predict_evaluate(label_run):
     raw = Path(label_run["workdir"]) / "nnUNet_raw" / label_run["dataset"]
     check_demo_result(label_run, raw / "imagesTs", raw / "labelsTs", ["outer", "inner"])
     assert set(label_run["seconds"]) == {"generate data", "plan+preprocess", "train", "predict", "evaluate"}
+
+
+def test_printed_predict_line_works_in_a_new_shell(label_run):
+    """The nnUNetv2_predict line the demo prints, pasted into a new shell (nothing of the demo's environment, no
+    nnUNet_* variable) after activating the environment, predicts with the kept model."""
+    printed = label_run["printed"].splitlines()
+    use = next(i for i, line in enumerate(printed) if line.startswith("Use the model with nnU-Net"))
+    activate = re.search(r"after `(source [^`]+)`", printed[use]).group(1)
+    line = printed[use + 1].strip()
+    assert " nnUNetv2_predict " in line and line.startswith("nnUNet_raw=")
+    out = Path(label_run["workdir"]) / "predictions_again"
+    assert not out.exists()
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "OMP_NUM_THREADS": "2"}
+    p = subprocess.run(["bash", "-c", f"{activate} && {line} -npp 1 -nps 1 --disable_tta"], env=fresh,
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    assert sorted(f.name for f in out.glob("*.nii.gz")) == sorted(
+        f.name for f in (Path(label_run["workdir"]) / "predictions").glob("*.nii.gz"))
 
 
 def test_region_dataset_several_channels(region_run):

@@ -45,6 +45,24 @@ def test_profile_prints_per_module_table_and_writes_json(tmp_path, capsys):
     assert rows["lightmedseg"]["latency_speedup_vs_stock"] > 0  # its definition: test_benchmark's add_ratios test
 
 
+def test_profile_prints_the_load_and_says_what_to_do_when_busy(monkeypatch, capsys):
+    from nnunetv2_lightmedseg.cli import profile
+
+    assert profile.busy_note([0.9, 0.5, 0.2], cores=2) is None and profile.busy_note([], cores=2) is None
+    note = profile.busy_note([1.0, 0.5, 0.2], cores=2)
+    assert "busy (load average 1.0 on 2 cores)" in note
+    assert "--tune-threads" in note and "LIGHTMEDSEG_CPU_THREADS" in note
+    args = ["profile", "--in-channels", "1", "--num-classes", "2", "--shape", "16", "16", "16", "--runs", "1",
+            "--warmup", "0", "--threads", "1", "--no-memory"]
+    for load, busy in (([7.5, 6.0, 5.0], True), ([0.0, 0.0, 0.0], False)):
+        monkeypatch.setattr(profile, "load_average", lambda: load)
+        monkeypatch.setattr(profile.os, "cpu_count", lambda: 2)
+        assert cli(args) == 0
+        out = capsys.readouterr().out
+        assert f"load average (1/5/15 min) {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} on 2 cores" in out
+        assert ("note: the machine is busy (load average 7.5 on 2 cores)" in out) is busy
+
+
 def test_profile_variant_any_shape_without_stock(tmp_path):
     js = tmp_path / "card.json"
     # 40x50x40 is no nnU-Net patch (stock cannot pool it) but LightMedSeg takes any size >= 16

@@ -18,9 +18,11 @@ does); otherwise the demo reports the Dice of the fold-0 validation cases, which
 predicts and evaluates after training (``fold_0/validation/summary.json``): also cases the network never saw.
 
 What it trains is kept: the work folder (default ``./lightmedseg_demo``) holds the model, predictions, logs and
-``demo_summary.json`` when the demo ends, and the demo prints where and how to use it. The demo never deletes what
-it did not create: it writes only into a new or empty folder, or into one a previous demo run created (marked by
-a ``.lightmedseg_demo`` file), and replaces a previous run's contents only with ``--overwrite``. ``--clean``
+``demo_summary.json`` when the demo ends, and the demo prints where it is and an ``nnUNetv2_predict`` line that
+uses it in a new shell: with the ``nnUNet_*`` variables it needs (``nnUNet_extTrainer`` too unless ``lightmedseg
+install-trainers`` registered the trainers) after the ``source .../bin/activate`` that puts the commands on PATH.
+The demo never deletes what it did not create: it writes only into a new or empty folder, or into one a previous
+demo run created (marked by a ``.lightmedseg_demo`` file), and replaces a previous run's contents only with ``--overwrite``. ``--clean``
 removes, after a successful run, what this run created (the folder itself if the demo created it, else its
 contents); a user's ``--dataset`` is only linked into the work folder, never copied, changed or deleted.
 
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,8 +45,8 @@ from ..demo import DemoError
 from ..demo.dataset import check_raw_dataset
 from ..demo.report import print_kept, print_report
 from ..demo.workdir import clean_workdir, prepare_workdir
-from ..utils.nnunet_env import nnunet_env, planning_env, training_env
-from ..utils.process import CommandError, console_script, display, run_step
+from ..utils.nnunet_env import ENV_VAR, FOLDERS, nnunet_env, planning_env, training_env
+from ..utils.process import CommandError, console_script, run_step
 from ..utils.summary import named_dice
 from .options import add_device, add_disable_tta
 
@@ -76,8 +80,7 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
     succeeded = False
 
     current = {"step": "setup"}
-    uses = (f"nnUNet_raw={env['nnUNet_raw']} nnUNet_preprocessed={env['nnUNet_preprocessed']} "
-            f"nnUNet_results={env['nnUNet_results']}")
+    uses = shell_env_prefix(env)
 
     def step(name: str, cmd: List[str], step_env: Dict[str, str], log: str) -> None:
         current["step"], current["cmd"] = name, cmd
@@ -141,8 +144,7 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
         current["interrupted"] = True
         resume = ""
         if current["step"] == "train":
-            resume = (f" Resume the training from its last checkpoint: {uses} "
-                      + display(current["cmd"]) + " --c")
+            resume = f" Resume the training from its last checkpoint: {uses} {shell_line(current['cmd'])} --c"
         raise DemoInterrupted(f"interrupted during '{current['step']}'; kept {workdir} (what was done so far, "
                               f"logs in {logs}).{resume} Or run the demo again with --overwrite.") from None
     finally:
@@ -152,10 +154,47 @@ def run_demo(dataset: Optional[Path], workdir: Path, trainer: str, dataset_id: O
                 workdir.rmdir()
             print(f"--clean: removed what this run created in {workdir}.")
         elif succeeded:
+            images = ds.test_images if ds.test_images is not None else raw / ds.name / "imagesTr"
+            predict_again = [console_script("nnUNetv2_predict"), "-i", str(images), "-o",
+                             str(workdir / "predictions_again"), "-d", str(ds.dataset_id), "-c", CONFIGURATION,
+                             "-f", str(FOLD), "-tr", trainer, "-device", device]
             print_kept(workdir, model_dir, workdir / "predictions" if ds.test_images is not None else summary.parent,
-                       logs, uses, ds.dataset_id, CONFIGURATION, FOLD, trainer, device)
+                       logs, f"{uses} {shell_line(predict_again)}", activate_hint(), registered())
         elif not current.get("interrupted"):
             print(f"Logs kept in {logs}", file=sys.stderr)
+
+
+def registered() -> bool:
+    """Whether ``lightmedseg install-trainers`` registered the trainers with this environment's nnU-Net."""
+    from ..registration import RegistrationError, installed
+
+    try:
+        return installed() is not None
+    except RegistrationError:
+        return False
+
+
+def shell_env_prefix(env: Dict[str, str]) -> str:
+    """``nnUNet_raw=... nnUNet_preprocessed=... nnUNet_results=...`` of the demo's folders for a command pasted
+    into a new shell, plus ``nnUNet_extTrainer`` unless nnU-Net finds the trainers without it (the trainers are
+    registered and the user set no trainer folder of their own)."""
+    names = list(FOLDERS)
+    if not registered() or os.environ.get(ENV_VAR):
+        names.append(ENV_VAR)
+    return " ".join(f"{name}={shlex.quote(env[name])}" for name in names)
+
+
+def shell_line(cmd: List[str]) -> str:
+    """A command as a user pastes it: nnU-Net's console scripts by name, arguments quoted for the shell."""
+    return " ".join(shlex.quote(a) for a in [Path(cmd[0]).name, *cmd[1:]])
+
+
+def activate_hint() -> Optional[str]:
+    """``source <venv>/bin/activate`` when this Python runs in a virtual environment (nnU-Net's commands are
+    on PATH only after it), else None."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    return f"source {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}"
 
 
 class DemoInterrupted(DemoError):

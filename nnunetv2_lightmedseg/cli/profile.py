@@ -15,12 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import Optional, Sequence
 
-from ..benchmark.entries import VARIANTS, parse_variants
+from ..benchmark.entries import MEASURABLE_VARIANTS, parse_variants
+from ..benchmark.load import load_average
 from ..network.variants import ANCHORS_PREFIX, DEFAULT
 from ..utils.tables import table_lines
 from .options import add_shape, plain
+
+
+def busy_note(load: Sequence[float], cores: int) -> Optional[str]:
+    """What to say when the machine is busy (1-minute load average of at least half the cores): the latency
+    figures are slowed by the other work, and how to measure or run at a better thread count."""
+    if not load or load[0] < cores / 2:
+        return None
+    return (f"the machine is busy (load average {load[0]:.1f} on {cores} cores): the latencies above are slowed by "
+            f"the other work, most at a fixed thread count. `lightmedseg benchmark network --tune-threads` measures "
+            f"each network at the thread count it is fastest with; training and prediction choose theirs the same "
+            f"way (LIGHTMEDSEG_CPU_THREADS=N fixes it).")
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +47,7 @@ def add_parser(subparsers) -> None:
     add_shape(p, (128, 128, 128), "spatial input size")
     p.add_argument("--batch", type=int, default=1, help="batch size of the measured forward (default %(default)s)")
     p.add_argument("--variant", default=DEFAULT.name,
-                   help=f"LightMedSeg configuration: {', '.join(VARIANTS)}, {ANCHORS_PREFIX}N; 'ghost' = the default "
+                   help=f"LightMedSeg configuration: {', '.join(MEASURABLE_VARIANTS)}, {ANCHORS_PREFIX}N; 'ghost' = the default "
                         f"(default %(default)s)")
     p.add_argument("--threads", type=int, default=2,
                    help="CPU threads (torch.set_num_threads; default %(default)s)")
@@ -99,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     del model
 
     info = machine_info(args.threads)
-    print(f"measuring: {args.runs} interleaved run(s) after {args.warmup} warm-up, {args.threads} thread(s) ...",
-          flush=True)
+    info["loadavg_before"] = load_average()
+    load_text = " / ".join(f"{v:.2f}" for v in info["loadavg_before"]) or "n/a"
+    print(f"measuring: {args.runs} interleaved run(s) after {args.warmup} warm-up, {args.threads} thread(s); "
+          f"load average (1/5/15 min) {load_text} on {os.cpu_count()} cores ...", flush=True)
     measured = run_network_benchmark(setup, entries, runs=args.runs, threads=args.threads, warmup=args.warmup,
                                      forward_batch=args.batch, measure_train=False,
                                      measure_memory=not args.no_memory)
@@ -119,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
         if r["kind"] == "stock" and r.get("latency_s"):
             print(f"speed ratio {r['name']} / {lms.name}: {r['latency_s'] / me['latency_s']:.1f}x "
                   f"({r['latency_s']:.3f} s vs {me['latency_s']:.3f} s, medians of interleaved runs)")
+    info["loadavg_after"] = load_average()
+    note = busy_note(info["loadavg_after"] or info["loadavg_before"], os.cpu_count() or 1)
+    if note:
+        print(f"\nnote: {note}")
     if args.json:
         card = {"name": lms.name, "built_by": lms.built_by, "config": config,
                 "input_shape": list(shape), "params": n_params, "params_per_module": breakdown,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 
 def print_report(result: dict) -> None:
@@ -19,11 +20,16 @@ def print_report(result: dict) -> None:
     print("=" * 72)
 
 
-def print_kept(workdir: Path, model_dir: Path, predictions: Path, logs: Path, uses: str, dataset_id: int,
-               configuration: str, fold: int, trainer: str, device: str) -> None:
-    """Where the kept run is and how to use it with nnU-Net (``uses``: the nnUNet_* variables to export)."""
+def print_kept(workdir: Path, model_dir: Path, predictions: Path, logs: Path, predict_line: str,
+               activate: Optional[str], registered: bool) -> None:
+    """Where the kept run is and the ``nnUNetv2_predict`` line that uses it in a new shell (``predict_line``, with
+    the ``nnUNet_*`` variables it needs; ``activate``: the command that puts nnU-Net's commands on PATH)."""
     print(f"Kept everything in {workdir}:\n  model          {model_dir}\n  predictions    "
           f"{predictions}\n  logs           "
-          f"{logs}\n  summary        {workdir / 'demo_summary.json'}\nUse it with nnU-Net: export {uses}; "
-          f"then e.g. nnUNetv2_predict -i IMAGES -o OUT -d {dataset_id} -c {configuration} -f {fold} "
-          f"-tr {trainer} -device {device}. Remove it with `rm -r {workdir}` (or run the demo with --clean).")
+          f"{logs}\n  summary        {workdir / 'demo_summary.json'}")
+    where = f"in a new shell, after `{activate}`" if activate else "in a new shell"
+    print(f"Use the model with nnU-Net ({where}; -i: a folder of images, -o: where to write):\n  {predict_line}")
+    if not registered:
+        print("Run `lightmedseg install-trainers` once and nnU-Net finds the LightMedSeg trainers in this "
+              "environment without nnUNet_extTrainer.")
+    print(f"Remove the run with `rm -r {workdir}` (or run the demo with --clean).")
