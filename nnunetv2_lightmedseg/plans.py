@@ -44,13 +44,16 @@ so the network stays plans-aware, but 128 slices of 5-10 mm are far more than su
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from unittest import mock
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
 from .errors import LightMedSegError
 
 
@@ -59,8 +62,7 @@ PAPER_CONFIGURATION = "3d_fullres_lightmedseg"
 PLANNED_CONFIGURATION = "3d_fullres_lightmedseg_planned"
 PAPER_PATCH_SIZE = (128, 128, 128)
 PAPER_BATCH_SIZE = 8
-DIVISOR = 16  # the paper's (isotropic) LightMedSeg divisor: stem x2, three poolings
-VARIANTS = ("paper", "planned")
+PLANS_VARIANTS = ("paper", "planned")
 BACKUP_SUFFIX = ".before_lightmedseg"
 
 
@@ -68,7 +70,7 @@ class PlansOverrideError(LightMedSegError):
     """A problem with the dataset/plans that the user must fix (the message says how)."""
 
 
-def round_up(patch_size: Sequence[int], divisor: Union[int, Sequence[int]] = DIVISOR) -> List[int]:
+def round_up(patch_size: Sequence[int], divisor: Union[int, Sequence[int]]) -> List[int]:
     """Each axis rounded up to a multiple of ``divisor`` (an int, or one per axis)."""
     divisors = [int(divisor)] * len(patch_size) if isinstance(divisor, int) else [int(d) for d in divisor]
     return [int(math.ceil(int(p) / d) * d) for p, d in zip(patch_size, divisors)]
@@ -90,9 +92,12 @@ def paper_configuration(base: str = BASE_CONFIGURATION) -> Dict:
 
 
 def planned_configuration(planned_patch_size: Sequence[int], planned_batch_size: int,
-                          base: str = BASE_CONFIGURATION, divisor: Union[int, Sequence[int]] = DIVISOR) -> Dict:
-    """nnU-Net's planned patch rounded up to a multiple of the network's divisor per axis (16 for isotropic
-    plans), nnU-Net's planned batch size."""
+                          base: str = BASE_CONFIGURATION, divisor: Union[int, Sequence[int], None] = None) -> Dict:
+    """nnU-Net's planned patch rounded up to a multiple of the network's divisor per axis (default: the paper's
+    isotropic schedule's, from :mod:`~nnunetv2_lightmedseg.network.schedule`), nnU-Net's planned batch size."""
+    if divisor is None:
+        from nnunetv2_lightmedseg.network.schedule import divisor as schedule_divisor_of, schedule_from_plans
+        divisor = list(schedule_divisor_of(schedule_from_plans(None, None)[0]))
     return {"inherits_from": base, "patch_size": round_up(planned_patch_size, divisor),
             "batch_size": int(planned_batch_size)}
 
@@ -107,7 +112,7 @@ def resolved_configuration(plans: Dict, name: str = BASE_CONFIGURATION) -> Dict:
     return PlansManager(plans).get_configuration(name).configuration
 
 
-def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = VARIANTS,
+def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = PLANS_VARIANTS,
                                base: str = BASE_CONFIGURATION) -> Dict[str, Dict]:
     """The configurations to add to ``plans`` (a loaded nnU-Net plans dict), by name."""
     configs = plans.get("configurations", {})
@@ -126,7 +131,7 @@ def lightmedseg_configurations(plans: Dict, variants: Sequence[str] = VARIANTS,
             out[PLANNED_CONFIGURATION] = planned_configuration(resolved["patch_size"], resolved["batch_size"], base,
                                                                schedule_divisor(resolved))
         else:
-            raise ValueError(f"unknown variant {v!r}; choose from {VARIANTS}")
+            raise ValueError(f"unknown variant {v!r}; choose from {PLANS_VARIANTS}")
     return out
 
 
@@ -155,7 +160,7 @@ def dataset_name(dataset: str, preprocessed_root: str) -> Optional[str]:
     from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets, maybe_convert_to_dataset_name
 
     # nnunetv2.paths reads the variable at each use; set for this lookup only, restored after it
-    with mock.patch.dict(os.environ, {"nnUNet_preprocessed": str(preprocessed_root)}):
+    with _environment("nnUNet_preprocessed", str(preprocessed_root)):
         try:
             return maybe_convert_to_dataset_name(str(dataset))
         except ValueError:
@@ -169,7 +174,40 @@ def dataset_name(dataset: str, preprocessed_root: str) -> Optional[str]:
     return None
 
 
-def write_plans_override(dataset: str, plans_identifier: str = "nnUNetPlans", variants: Sequence[str] = VARIANTS,
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the block, the previous value (or its absence) restored after it."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+@contextlib.contextmanager
+def plans_lock(plans_file: Path) -> Iterator[None]:
+    """An exclusive lock (``fcntl.flock``) on a lock file beside ``plans_file`` for one read-modify-write: two
+    ``lightmedseg plans`` at once then run one after the other, so the second sees the first's plans and the
+    backup keeps the plans as nnU-Net wrote them."""
+    lock = Path(os.path.realpath(plans_file)).with_name(f".{Path(plans_file).name}.lightmedseg.lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise PlansOverrideError(f"cannot write next to {plans_file} ({e.strerror}): run the command as the user "
+                                 f"who owns nnUNet_preprocessed") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def write_plans_override(dataset: str, plans_identifier: str = "nnUNetPlans", variants: Sequence[str] = PLANS_VARIANTS,
                          preprocessed_root: Optional[str] = None) -> Dict:
     """Add the LightMedSeg configurations to ``<nnUNet_preprocessed>/<dataset>/<plans_identifier>.json``.
 
@@ -183,6 +221,12 @@ def write_plans_override(dataset: str, plans_identifier: str = "nnUNetPlans", va
         raise PlansOverrideError(f"Plans file {plans_file} does not exist (plans found: {found or 'none'}). Run "
                                  f"`nnUNetv2_plan_and_preprocess -d {dataset} -c 3d_fullres` first, or pass the "
                                  f"plans identifier you planned with via -p.")
+    with plans_lock(plans_file):
+        return _write_plans_override(folder, plans_file, dataset, plans_identifier, variants)
+
+
+def _write_plans_override(folder: Path, plans_file: Path, dataset: str, plans_identifier: str,
+                          variants: Sequence[str]) -> Dict:
     plans = read_plans(plans_file, dataset)
     new = lightmedseg_configurations(plans, variants)
     data_identifier = resolved_configuration(plans).get("data_identifier")
@@ -236,7 +280,7 @@ def backup_plans(plans_file: Path, plans: Dict) -> Optional[Path]:
     ours = any(name in plans["configurations"] for name in (PAPER_CONFIGURATION, PLANNED_CONFIGURATION))
     if backup.exists() and ours:
         return None
-    write_through(backup, Path(plans_file).read_text())
+    write_through(backup, Path(plans_file).read_text())  # under plans_lock: the file read_plans just read
     return backup
 
 
@@ -244,11 +288,19 @@ def write_through(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically; a symlinked file is written through (the link stays a link and the
     file it points to gets the content), with the link target's permissions."""
     target = Path(os.path.realpath(path))
-    tmp = target.with_name(f".{target.name}.lightmedseg.tmp")
-    tmp.write_text(text)
-    if target.exists():
-        shutil.copymode(target, tmp)
-    os.replace(tmp, target)  # atomic: a crash never leaves a half-written file
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".lightmedseg.tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if target.exists():
+            shutil.copymode(target, tmp)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, target)  # atomic: a crash never leaves a half-written file
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def snippet_json(obj: Dict) -> str:

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Optional
 from .errors import LightMedSegError
+from .utils.files import atomic_write_text
 
 SHIM_NAME = "nnunetv2_lightmedseg_trainers.py"
 MARKER = "# nnunetv2-lightmedseg trainer registration (written by `lightmedseg install-trainers`)"
@@ -93,14 +94,12 @@ def install() -> Path:
     if path.exists() and not is_ours(path):
         raise RegistrationError(f"{path} exists and was not written by `lightmedseg install-trainers`; not "
                                 f"overwriting it. Move it away and run the command again.")
-    tmp = path.with_name(f".{SHIM_NAME}.tmp")
     try:
-        tmp.write_text(SHIM_SOURCE)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RegistrationError(f"cannot write {path}: {e.strerror}. Run the command as the user who owns this "
-                                f"Python environment, or set nnUNet_extTrainer in each shell instead "
+        # a fresh temporary file (mkstemp: unpredictable name, O_EXCL, never follows a planted symlink)
+        atomic_write_text(str(path), SHIM_SOURCE)
+    except (OSError, LightMedSegError) as e:
+        raise RegistrationError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}. Run the command as the user who "
+                                f"owns this Python environment, or set nnUNet_extTrainer in each shell instead "
                                 f"(eval \"$(lightmedseg env)\").") from None
     return path
 

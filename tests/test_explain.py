@@ -96,4 +96,4 @@ def test_explain_trained_model(tmp_path):
 def test_explain_clear_errors(tmp_path, capsys):
     from nnunetv2_lightmedseg.cli.main import main
     rc = main(["explain", "-i", str(tmp_path / "missing_0000.nii.gz"), "-o", str(tmp_path)])
-    assert rc == 1 and "not found" in capsys.readouterr().err
+    assert rc == 2 and "not found" in capsys.readouterr().err

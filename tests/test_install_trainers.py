@@ -24,7 +24,9 @@ def nnunet_copy(tmp_path_factory):
     import nnunetv2
 
     site = tmp_path_factory.mktemp("site")
-    shutil.copytree(Path(nnunetv2.__file__).parent, site / "nnunetv2", ignore=shutil.ignore_patterns("__pycache__"))
+    # without a registration module the shared environment may hold (this test installs its own)
+    shutil.copytree(Path(nnunetv2.__file__).parent, site / "nnunetv2",
+                    ignore=shutil.ignore_patterns("__pycache__", "nnunetv2_lightmedseg_trainers.py"))
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
     env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     shim = site / "nnunetv2" / "training" / "nnUNetTrainer" / "variants" / "nnunetv2_lightmedseg_trainers.py"
@@ -93,7 +95,7 @@ def test_foreign_file_is_left_alone(nnunet_copy):
     try:
         for args in (["install-trainers"], ["install-trainers", "--uninstall"]):
             p = run([str(BIN / "lightmedseg"), *args], env)
-            assert p.returncode == 1 and "was not written by `lightmedseg install-trainers`" in p.stderr
+            assert p.returncode == 2 and "was not written by `lightmedseg install-trainers`" in p.stderr
             assert shim.read_text() == "# somebody else's module\n"
     finally:
         shim.unlink()

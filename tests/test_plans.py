@@ -24,8 +24,8 @@ def test_shipped_snippets_equal_what_the_code_produces():
 
 
 def test_round_up_and_configurations():
-    assert round_up([40, 56, 40]) == [48, 64, 48]
-    assert round_up([16, 17, 32]) == [16, 32, 32]
+    assert round_up([40, 56, 40], 16) == [48, 64, 48]
+    assert round_up([16, 17, 32], 16) == [16, 32, 32]
     plans = {"configurations": {"3d_fullres": {"patch_size": [40, 56, 40], "batch_size": 9, "data_identifier": "x"},
                                 "2d": {"patch_size": [56, 40], "batch_size": 366}}}
     cfg = lightmedseg_configurations(plans)
@@ -65,7 +65,7 @@ def test_write_plans_override_resolves_like_nnunet(preprocessed_copy):
     paper = pm.get_configuration(PAPER_CONFIGURATION)
     planned = pm.get_configuration(PLANNED_CONFIGURATION)
     assert paper.patch_size == [128, 128, 128] and paper.batch_size == 8
-    assert planned.patch_size == round_up(base.patch_size) and planned.batch_size == base.batch_size
+    assert planned.patch_size == round_up(base.patch_size, 16) and planned.batch_size == base.batch_size
     assert all(p % 16 == 0 for p in planned.patch_size)
     assert paper.data_identifier == planned.data_identifier == base.data_identifier  # no re-preprocessing
     assert paper.spacing == base.spacing and paper.normalization_schemes == base.normalization_schemes
@@ -127,7 +127,7 @@ def test_cli(preprocessed_copy):
     assert PAPER_CONFIGURATION in configs and PLANNED_CONFIGURATION not in configs
     p = subprocess.run([str(BIN / "lightmedseg"), "plans", "-d", "123"], env=env, capture_output=True, text=True,
                        timeout=120)
-    assert p.returncode == 1 and "not preprocessed" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "not preprocessed" in p.stderr and "Traceback" not in p.stderr
 
 
 # ------------------------------------------------------------------- backup, symlinks, corrupt file (issue 11)
@@ -175,7 +175,7 @@ def test_corrupt_plans_file_names_the_file_and_the_fix(preprocessed_copy):
     assert plans_file.read_text() == broken  # untouched
     p = subprocess.run([str(BIN / "lightmedseg"), "plans", "-d", "990"], capture_output=True, text=True,
                        env=dict(os.environ, nnUNet_preprocessed=str(root)), timeout=120)
-    assert p.returncode == 1 and "is not valid JSON" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "is not valid JSON" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_cli_when_3d_fullres_itself_inherits(preprocessed_copy, monkeypatch, capsys):
@@ -205,5 +205,48 @@ def test_cli_when_3d_fullres_itself_inherits(preprocessed_copy, monkeypatch, cap
         assert c.data_identifier == full["data_identifier"] and c.spacing == full["spacing"]
     # the inherited data identifier is checked too: without its data the command says what to run
     shutil.rmtree(ds / full["data_identifier"])
-    assert main(["plans", "-d", "990"]) == 1
+    assert main(["plans", "-d", "990"]) == 2
     assert "is not preprocessed" in capsys.readouterr().err
+
+
+def test_concurrent_runs_keep_the_backup_of_nnunets_plans(preprocessed_copy):
+    """Two ``lightmedseg plans`` at once: without the lock the second could back up the first's changed plans."""
+    import threading
+    import time
+
+    import nnunetv2_lightmedseg.plans as plans_module
+
+    root, ds = preprocessed_copy
+    original = (ds / "nnUNetPlans.json").read_text()
+    real_read = plans_module.read_plans
+    barrier_hits = []
+
+    def slow_read(plans_file, dataset):  # widen the read-modify-write window so an unlocked race would happen
+        plans = real_read(plans_file, dataset)
+        barrier_hits.append(time.monotonic())
+        time.sleep(0.3)
+        return plans
+
+    plans_module.read_plans = slow_read
+    try:
+        errors = []
+
+        def run():
+            try:
+                plans_module.write_plans_override(TINY_NAME, preprocessed_root=str(root))
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        plans_module.read_plans = real_read
+    assert not errors
+    assert len(barrier_hits) == 2 and abs(barrier_hits[1] - barrier_hits[0]) >= 0.29  # they ran one after the other
+    assert (ds / "nnUNetPlans.json.before_lightmedseg").read_text() == original
+    after = json.loads((ds / "nnUNetPlans.json").read_text())
+    assert PAPER_CONFIGURATION in after["configurations"] and PLANNED_CONFIGURATION in after["configurations"]
+    assert not [p for p in ds.iterdir() if p.name.endswith(".tmp")]

@@ -21,23 +21,20 @@ nnunetv2-lightmedseg needs nothing; after reinstalling nnunetv2, run it again. T
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registration import RegistrationError, install, installed, uninstall
+    from ..registration import install, installed, uninstall
 
-    try:
-        if args.check:
-            path = installed()
-            print(f"registered: {path}" if path else "not registered in this environment "
-                                                     "(run: lightmedseg install-trainers)")
-            return 0 if path else 1
-        if args.uninstall:
-            path = uninstall()
-            print(f"removed {path}: nnU-Net no longer finds the LightMedSeg trainers without nnUNet_extTrainer"
-                  if path else "nothing to remove: the trainers were not registered in this environment")
-            return 0
-        path = install()
-    except RegistrationError as e:
-        print(f"lightmedseg install-trainers: {e}", file=sys.stderr)
-        return 1
+    # RegistrationError: one line, exit 2 (cli/main)
+    if args.check:
+        path = installed()
+        print(f"registered: {path}" if path else "not registered in this environment "
+                                                 "(run: lightmedseg install-trainers)")
+        return 0 if path else 1
+    if args.uninstall:
+        path = uninstall()
+        print(f"removed {path}: nnU-Net no longer finds the LightMedSeg trainers without nnUNet_extTrainer"
+              if path else "nothing to remove: the trainers were not registered in this environment")
+        return 0
+    path = install()
     print(f"wrote {path}\nnnU-Net (nnUNetv2_train, nnUNetv2_predict, ...) now finds nnUNetTrainer_LightMedSeg and its "
           f"variants in this Python environment ({sys.prefix}) in every shell, without nnUNet_extTrainer.\n"
           f"Undo with: lightmedseg install-trainers --uninstall (run it again after reinstalling nnunetv2).")

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunetv2_lightmedseg.plans import VARIANTS, PlansOverrideError, write_plans_override
+    from nnunetv2_lightmedseg.plans import PLANS_VARIANTS, write_plans_override
 
-    variants = VARIANTS if args.variant == "both" else (args.variant,)
-    try:
-        res = write_plans_override(args.d, args.p, variants)
-    except PlansOverrideError as e:
-        print(f"lightmedseg plans: {e}", file=sys.stderr)
-        return 1
+    variants = PLANS_VARIANTS if args.variant == "both" else (args.variant,)
+    res = write_plans_override(args.d, args.p, variants)  # PlansOverrideError: one line, exit 2 (cli/main)
     if res["changed"]:
         print(f"Updated {res['plans_file']}" + (f" (the plans as they were before: {res['backup']})"
                                                  if res["backup"] else "") + ":")
