@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import BIN, TINY_NAME, nnunet_env, tiny_preprocessed_dataset
+from helpers import BIN, REPO, TINY_NAME, nnunet_env, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.network.variants import DEEP_SUPERVISION, NO_ANCHORS, NETWORK_VARIANTS
 from nnunetv2_lightmedseg.training import ALL_TRAINERS, nnUNetTrainer_LightMedSeg
@@ -93,6 +93,13 @@ def test_variants_table_and_options(tiny):
     for n, epochs in ((1, 1), (5, 5), (10, 10), (20, 20), (50, 50), (100, 100)):
         name = f"nnUNetTrainer_LightMedSeg_{n}epoch{'s' if n > 1 else ''}"
         assert ALL_TRAINERS[name].training_options == {"num_epochs": epochs}
+
+
+def test_readme_trainer_table_is_the_code_s():
+    """README's trainer table lists exactly TRAINER_TABLE, with the same descriptions, in the same order."""
+    rows = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `nnUNetTrainer")]
+    readme = [tuple(cell.strip() for cell in row.strip("|").split("|", 1)) for row in rows]
+    assert readme == [(f"`{name}`", text) for name, text in TRAINER_TABLE.items()]
 
 
 def test_every_trainer_is_a_plain_class_statement():

@@ -56,8 +56,9 @@ CONFIGURATION = "3d_fullres"
 PLANS = "nnUNetPlans"
 FOLD = 0
 #: `lightmedseg demo` with its defaults, end to end (generate, plan+preprocess, train, predict, evaluate), on 2 idle
-#: CPU cores of this project's machine (README, "Quick start"); the help and the README quote this figure
-MEASURED_DEMO_SECONDS = 107
+#: CPU cores of this project's machine (docs/results.md, "The demo and the tests": 61.8 s); the help and the README
+#: quote this figure
+MEASURED_DEMO_SECONDS = 62
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -228,7 +229,7 @@ def add_parser(subparsers) -> None:
     epochs, iters = demo_trainer_length()
     p = subparsers.add_parser(
         "demo", help=f"plan -> train -> predict -> evaluate LightMedSeg with nnU-Net's commands (CPU; about "
-                     f"{round(MEASURED_DEMO_SECONDS / 60)} minutes on 2 idle cores)",
+                     f"{MEASURED_DEMO_SECONDS} s on 2 idle cores)",
         description="Runs nnU-Net's real commands (nnUNetv2_plan_and_preprocess, nnUNetv2_train, nnUNetv2_predict, "
                     "nnUNetv2_evaluate_folder) with a short LightMedSeg trainer on a generated synthetic dataset "
                     "(default) or on your raw dataset (--dataset), and prints the Dice reached and the time of "
