@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         "export": ["onnx", "onnxruntime"],
-        "test": ["pytest", "onnx", "onnxruntime"],
+        "test": ["pytest", "onnx", "onnxruntime", "build"],  # build: tests/test_wheel.py
         # the bundle runtime alone (lightmedseg-run): pip install --no-deps nnunetv2-lightmedseg, then these
         "runtime": ["numpy", "scipy", "SimpleITK>=2.2", "onnxruntime"],
     },
