@@ -25,7 +25,7 @@ EPOCH_TIME = re.compile(r"Epoch time:\s*([0-9.]+)\s*s")
 #: what the paired CI and tests do not contain (printed under the table, written to the JSON's ``method``)
 CI_SCOPE = ("The CI and tests are over cases, for these two trained models: they do not contain training randomness "
             "(two trainings of one LightMedSeg recipe differed by 0.017 mean Dice on Dataset004 fold 0, "
-            "docs/benchmarks.md 3c); with one run per trainer, read differences of that size as noise.")
+            "docs/decisions.md#run-to-run-noise); with one run per trainer, read differences of that size as noise.")
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -10,7 +10,8 @@ Reading chosen (the formulas and the term weights were lost, so each choice is s
 ``L = w_dice * L_dice + w_ce * L_ce + w_boundary * L_boundary`` with defaults ``w_dice = w_ce = 1`` (nnU-Net's own
 Dice+CE balance, which the paper builds on) and ``w_boundary = 0.5``: the boundary term is a mean over a band
 that holds a few percent of the voxels, so at weight 1 the band's voxels would carry as much gradient as the
-whole patch's CE; 0.5 keeps all three terms O(1) at initialisation without letting the band dominate.
+whole patch's CE; 0.5 keeps all three terms O(1) at initialisation without letting the band dominate (see
+docs/decisions.md#loss-weights).
 
 **Boundary band** (computed on the device, no scipy): per class (label mode: foreground classes; region mode:
 every region) ``band_c = dilate(y_c) != erode(y_c)`` with a 3x3x3 max-pool (kernel 3 = chessboard, i.e. the
@@ -26,13 +27,8 @@ valid voxels of class ``c`` in the batch, ``N`` their total and ``K`` the number
 is 1 for every class of a balanced batch, and the voxel-average weight is 1 before clamping, so the weighted CE
 keeps the magnitude of the unweighted one; the clamp keeps a 0.01% structure from reducing the background's
 weight to nothing (pure inverse frequency would give it 10^4 times the background's weight).
-The clamp is ours (the paper says only "inverse voxel frequency"), and measured: with [0.1, 10] the two
-hippocampus classes (~1.5% of a patch each) got 10x and the background 0.34x, a 30:1 ratio that pushes towards
-over-segmentation; [1/3, 3] (a 9:1 ratio at most) gave +0.012 mean Dice, paired 95% CI [+0.008, +0.016], better
-on 37 of 40 cases (Dataset004 fold 0, 5 x 250 iterations at peak LR 3e-3, nnU-Net's final validation; commit
-c37577e, ``lightmedseg benchmark results --a docs/runs/recipe_study/nnUNetTrainer_LMSExp_lr3e3_5ep__nnUNetPlans__3d_fullres
---b docs/runs/recipe_study/nnUNetTrainer_LMSExp2_clamp3_5ep__nnUNetPlans__3d_fullres``). Not tried, for lack of
-CPU time: the boundary term's weight and the Dice/CE balance.
+The clamp is ours (the paper says only "inverse voxel frequency"): a wider one (10:1 per class) weights small
+structures so heavily that it pushes towards over-segmentation; see docs/decisions.md#class-weight-clamp.
 Region mode (sigmoid, regions overlap so there is no partition): each region ``r`` is its own binary problem,
 ``w_r^+ = clamp(N / (K_r n_r), 1/3, 3)`` for its voxels and ``w_r^- = clamp(N / (K_r (N - n_r)), 1/3, 3)`` for
 the others (``K_r`` = 1 or 2 sides present). With several GPUs each worker weights with its own part of the
@@ -69,10 +65,9 @@ def max_filter3(x: torch.Tensor) -> torch.Tensor:
     """Maximum over each voxel's 3x3x3 (2D: 3x3) neighbourhood, clipped at the borders: the values of
     ``max_pool3d(x, 3, stride=1, padding=1)``, computed per axis (the maximum over a box is the maximum of the
     per-axis maxima) as the maxima of neighbouring pairs, then of neighbouring pairs of those: two passes per
-    axis. The band's two 27-neighbour poolings were 8 % of a hippocampus training step (33 ms of 437,
-    7 x 2 x 40 x 56 x 40, 2 threads, torch.profiler); this takes ~2 ms where the pooling took 29 (one thread).
-    Any dtype with ``torch.maximum`` (the band uses uint8: a quarter of float32's memory traffic). Not
-    differentiable in place (the band is computed under ``no_grad``)."""
+    axis: an order of magnitude faster than the two 27-neighbour poolings it replaces on the CPU. Any dtype
+    with ``torch.maximum`` (the band uses uint8: a quarter of float32's memory traffic). Not differentiable in
+    place (the band is computed under ``no_grad``)."""
     for axis in range(2, x.ndim):
         n = x.shape[axis]
         if n == 1:
@@ -285,8 +280,7 @@ class BoundaryCompoundLoss(nn.Module):
 
         ``logp`` and the one-hot ``y`` are ``(B, C, ...)``, ``fg_band`` ``(B, C - 1, ...)`` (foreground classes).
         The band holds a few percent of the voxels, so the log(1 - p) (an ``expm1``, which PyTorch's CPU
-        kernels do not vectorise) and the selection run on those alone: 6 ms of ``expm1``, 7 ms of ``where`` and
-        their backward passes over 7 x 2 x 40 x 56 x 40 voxels before (hippocampus batch, 2 threads). The
+        kernels do not vectorise) and the selection run on those alone instead of the whole batch. The
         selection is over all ``C`` channels (the background is never in a band), so no slice of ``logp``
         needs a full-size gradient of its own."""
         b, c = logp.shape[:2]

@@ -1,32 +1,29 @@
-"""The network's convolutions, made fast on the CPU (issue 10): drop-in subclasses of ``nn.Conv3d`` and
-``nn.ConvTranspose3d`` with the same parameters, state-dict keys, shapes and mathematics.
-
-Why, measured with ``torch.profiler`` on the 2-core CPU (torch 2.14, oneDNN 3.12):
+"""The network's convolutions, made fast on the CPU: drop-in subclasses of ``nn.Conv3d`` and
+``nn.ConvTranspose3d`` with the same parameters, state-dict keys, shapes and mathematics (the measurements behind
+each route: docs/decisions.md#cpu-convolutions).
 
 * :class:`Conv3d` calls oneDNN directly. PyTorch's ``Conv3d`` picks its CPU kernel by size heuristics: with a
   batch of 1 (nnU-Net's sliding-window predictor) and a small grid (``C x D x H <= 20480``: every dense 3x3x3
   convolution of the hippocampus network, the deeper stages of any network), and for 1x1x1 convolutions on one
-  thread, it takes the non-oneDNN ``slow_conv3d`` path (im2col + one GEMM per sample). That path was 77 % of a
-  hippocampus forward (1 x 1 x 40 x 56 x 40, 2 threads, idle): the LSPM gate's 24 -> 1 convolution alone took
-  21 ms there and 0.9 ms in oneDNN, the ghost convolutions 5-12x less. It also returns the default memory
-  layout, which every later channels-last op has to copy back. ``torch.ops.aten.mkldnn_convolution`` is
+  thread, it takes the non-oneDNN ``slow_conv3d`` path (im2col + one GEMM per sample), many times slower, which
+  also returns the default memory layout that every later channels-last op has to copy back.
+  ``torch.ops.aten.mkldnn_convolution`` is
   PyTorch's own oneDNN entry point, with autograd (its backward is ``convolution_backward``); it is used for
   float32 CPU tensors outside autocast and outside the legacy ONNX exporter's trace (:mod:`.layout`), where
   the parent class's ``forward`` runs unchanged (CUDA, bf16/fp16 autocast, exported graphs).
 * In training, the weight gradient of a depthwise convolution runs as one 2-D depthwise weight gradient per kernel
   depth over the B x D slices (:func:`_depthwise_weight_grad_by_slices`): oneDNN has no fast 3-D depthwise
-  backward-weights kernel (6.1 ms for 7 x 16 x 24 x 32 x 24, 8.5x the forward; the slices 1.2 ms).
+  backward-weights kernel (it takes several times the forward).
 * A dense convolution to one output channel (LSPM's gate) runs as a depthwise convolution and a channel sum
   (:meth:`Conv3d._one_output_channel`): oneDNN vectorises over output channels, so one cost as much as sixteen.
 * :class:`PointwiseConv3d` is :class:`Conv3d` with a 1x1x1 kernel.
 * :class:`PatchExpandConv3d` (transposed convolution whose kernel equals its stride, the decoder's and the
   head's upsampling) runs, for inference, as one matrix product ``(voxels x C_in) @ (C_in x prod(stride) C_out)``
   over channels-last memory followed by a 3-D pixel shuffle: every input voxel writes its own non-overlapping
-  block. PyTorch sends these to ``slow_conv_transpose3d`` (col2vol, default layout): the head of a 1x4x128^3
-  forward took 43 ms there and 17 ms as a matrix product (2 threads). With gradients the matrix product and the
-  shuffle's backward cost more than ``slow_conv_transpose3d``'s (9.6 vs 6.9 ms forward + backward for the
-  hippocampus head, batch 7), so training keeps the transposed convolution, its output put back in channels-last
-  (the head's left in the default layout, where the loss reads it).
+  block. PyTorch sends these to ``slow_conv_transpose3d`` (single-threaded col2vol, default layout). With
+  gradients the matrix product and the shuffle's backward cost more than ``slow_conv_transpose3d``'s, so training
+  keeps the transposed convolution, its output put back in channels-last (the head's left in the default layout,
+  where the loss reads it).
 
 ``torch.utils.flop_counter`` counts ``2 x MACs`` for every route, so the network's published FLOPs do not move
 (it has no formula for ``aten.mkldnn_convolution``; importing this module registers the one it uses for
@@ -232,8 +229,7 @@ class PointwiseConv3d(Conv3d):
         """``self(torch.cat(tensors, dim=1))`` without the concatenation: on the oneDNN route, the sum of each
         tensor's convolution with its slice of the weight's input channels. The concatenated tensor cost a full
         copy forward and, backward, its gradient's channel slices had to be copied again before each producer's
-        convolution could read them (decoder fusion, 2 % of a hippocampus training step; skip-router
-        controller). Same sums in another order."""
+        convolution could read them (decoder fusion, skip-router controller). Same sums in another order."""
         total = sum(t.shape[1] for t in tensors)
         if total != self.in_channels:
             raise ValueError(f"PointwiseConv3d.forward_cat: the tensors have {total} channels together, the "
@@ -326,8 +322,8 @@ def pixel_shuffle_3d(y: torch.Tensor, stride: Sequence[int], size: Sequence[int]
 class _PixelShuffle3d(torch.autograd.Function):
     """:func:`pixel_shuffle_3d` whose backward pass (the inverse shuffle) is one strided copy per parity: the
     permute-and-copy that autograd would run writes channels-last memory through a 2-element innermost dimension,
-    which PyTorch's copy kernel does not vectorise (3.7 vs 1.0 ms at the hippocampus batch, 7 x 3 x 40 x 56 x 40,
-    2 threads). Input voxels whose outputs were cropped get zero gradient."""
+    which PyTorch's copy kernel does not vectorise (several times slower). Input voxels whose outputs were
+    cropped get zero gradient."""
 
     @staticmethod
     def forward(ctx, y, stride, size):

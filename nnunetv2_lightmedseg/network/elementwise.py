@@ -1,16 +1,17 @@
-"""Elementwise building blocks whose autograd formulas do less full-size work on the CPU (issue 10).
+"""Elementwise building blocks whose autograd formulas do less full-size work on the CPU (the measurements:
+docs/decisions.md#cpu-elementwise-autograd).
 
 * :func:`addcmul` — ``a + x * w`` (``torch.addcmul`` with ``value=1``). PyTorch's backward formula multiplies
   each factor by ``value`` before using it (``grad * (w * value)``, ``grad * (x * value)``), so where one
   factor is a full-size feature map and the other a broadcast one-channel map or per-channel vector (the
-  decoder's three-path blend, FiLM, the skip router's fusion), every call paid one extra full-size multiply by 1
-  in the backward pass: 1.7 ms each at 7 x 16 x 24 x 32 x 24 (the hippocampus batch at the stem's grid, 2
-  threads). Its own backward computes ``grad * w`` and ``grad * x`` reduced to each input's shape, nothing else.
+  decoder's three-path blend, FiLM, the skip router's fusion), every call pays one extra full-size multiply by 1
+  in the backward pass. Its own backward computes ``grad * w`` and ``grad * x`` reduced to each input's shape,
+  nothing else.
   Used for float32 CPU tensors that need gradients, in eager mode; elsewhere (inference, CUDA, autocast,
   tracing, ``torch.compile``) it is ``torch.addcmul``.
 * :func:`mix_halves` — ``w e_0 + (1 - w) e_1`` for the two channel halves of one tensor ``e`` (LSPM's two experts,
   one 1x1x1 convolution). Through ``split`` and ``lerp``, autograd builds the two halves' gradients as separate
-  tensors and concatenates them (``SplitBackward``: 2 ms at 7 x 32 x 24 x 32 x 24); its own backward writes them
+  tensors and concatenates them (``SplitBackward``); its own backward writes them
   straight into the halves of one channels-last gradient.
 * :func:`mean` — a mean as a sum scaled on the reduced values. The backward of ``torch.mean`` materialises
   ``grad.expand(x.shape) / N``, a full-size division; that of ``sum`` is a broadcast view, and the scaling acts

@@ -20,25 +20,16 @@ classes, stride-2 transposed conv) at ``S``. The paper states both that four tra
 the stem's reduction and that the head's transposed conv restores the input resolution; both cannot hold
 from ``S/16``. We follow the skip description (decoder stage 4 consumes the stem output at ``S/2``) and the
 head description: the last decoder stage does not upsample (a 1x1x1 conv changes its width instead).
-This reading also matches the paper's cost: **7.77 GMACs = 15.55 GFLOPs** at 1x4x128^3 (paper: 14.64
-GFLOPs, +6.2 %), counting FLOPs = 2 x MACs as ``torch.utils.flop_counter`` does. We read the paper's figure as
-FLOPs in that convention: the other resolution reading costs ~11.6 GMACs (23 GFLOPs), which matches 14.64 in
-neither convention, and a MAC reading of 14.64 would need twice the convolutions the paper describes.
-Parameters: 470,667 (paper: 0.48M, -1.9 %).
+This reading also matches the paper's cost: 7.77 GMACs = 15.55 GFLOPs at 1x4x128^3 (paper: 14.64 GFLOPs),
+counting FLOPs = 2 x MACs as ``torch.utils.flop_counter`` does; 470,667 parameters (paper: 0.48M). See
+docs/decisions.md#resolution-reading and docs/decisions.md#flop-convention.
 
 The head's transposed convolution (the paper: "a transposed convolution with stride 2"; its kernel was lost) has
 kernel 4 (2 x the stem's stride per axis), padding 1, and starts as trilinear interpolation of the 1x1x1 logits
-(``head_upsampling="overlap"``, :class:`~.convolutions.OverlapExpandConv3d`). Measured against kernel 2 (= stride,
-``head_upsampling="blocks"``: each half-resolution voxel writes its own 2x2x2 block of logits, the default up to
-commit af2df64: 7.54 GMACs = 15.08 GFLOPs, 469,771 parameters), two runs each, Dataset004 fold 0, 1,250
-iterations, nnU-Net's final validation: **0.851 and 0.852 vs 0.830 and 0.813** mean Dice (paired 95 % CIs
-+0.021 [+0.017, +0.025] and +0.038 [+0.033, +0.043] against each block-head run; 37-39 of 40 cases better),
-level with the full-resolution decoder (0.848) at 75 % of its FLOPs. Hippocampus structures are a few voxels
-thick: blocks of 2x2x2 cannot place their boundaries, interpolated logits can. (``lightmedseg benchmark results
---a docs/runs/recipe_study/nnUNetTrainer_LMSExp2_clamp3_5ep__nnUNetPlans__3d_fullres --b
-docs/runs/recipe_study/nnUNetTrainer_LMSHead_overlap_5ep__nnUNetPlans__3d_fullres``.) Block-head checkpoints
-load into this head with the same outputs (their kernel embedded); ``nnUNetTrainer_LightMedSeg_BlockHead``
-trains the block head.
+(``head_upsampling="overlap"``, :class:`~.convolutions.OverlapExpandConv3d`): structures a few voxels thick need
+interpolated logits, which 2x2x2 blocks of kernel 2 (= stride, ``head_upsampling="blocks"``, the earlier default)
+cannot give; see docs/decisions.md#head-upsampling. Block-head checkpoints load into this head with the same
+outputs (their kernel embedded); ``nnUNetTrainer_LightMedSeg_BlockHead`` trains the block head.
 
 Reading B is available as an option, ``full_resolution_decoder=True``: the last decoder stage upsamples to
 the input grid with a stride-2 transposed conv (the stem's per-axis stride, see below), its skip is the stem output trilinearly upsampled (projected
@@ -72,7 +63,7 @@ nnU-Net stage at its resolution. ACDC-like plans ``[[1,1,1],[1,2,2],[1,2,2],[2,2
 strides ``[1,2,2],[1,2,2],[2,2,2],[1,2,2]`` (divisor 2 x 16 x 16, so a 10-slice patch is used as is) and
 in-plane kernels on the input and stem grids. Isotropic plans (hippocampus, BraTS, the 128^3 override) give
 exactly the paper's network: same parameters, FLOPs, state-dict keys and shapes, and bit-identical outputs.
-The rule, its reasons and the resampling helpers are in :mod:`.schedule`.
+The rule and the resampling helpers are in :mod:`.schedule`; see docs/decisions.md#resolution-schedule.
 
 Arbitrary input sizes: inputs are zero-padded to a multiple of the divisor on every axis (per axis, the
 product of that axis's four strides: 16 for the paper's schedule) and the logits are cropped back, so the
@@ -138,8 +129,8 @@ class LightMedSeg(nn.Module):
         head_upsampling: the kernel of the head's stride-2 transposed convolution (reading A; the paper gives
             none): ``"overlap"`` (default: kernel 2 x stride, initialised as trilinear interpolation; see
             :class:`~nnunetv2_lightmedseg.network.convolutions.OverlapExpandConv3d`) or ``"blocks"`` (kernel =
-            stride: every half-resolution voxel writes its own 2x2x2 block; the default up to commit
-            af2df64). Without effect with ``full_resolution_decoder=True``, whose head does not upsample.
+            stride: every half-resolution voxel writes its own 2x2x2 block; the earlier default). Without
+            effect with ``full_resolution_decoder=True``, whose head does not upsample.
         deep_supervision: add auxiliary 1x1x1 heads on decoder stages 2 and 3 and return
             ``[logits, logits/2, logits/4]`` while the ``deep_supervision`` attribute is True (not in the paper).
         strides: the four downsampling steps (stem, then the three max-poolings), one stride per axis

@@ -44,7 +44,7 @@ it pools the in-plane axes first and z only once the spacing is about isotropic,
    No pooling planned at all: the paper's ``[2, 2, 2]`` steps.
 3. **Kernels** (:func:`schedule_from_plans` returns them; the trainer uses them only in the variant
    ``nnUNetTrainer_LightMedSeg_PlannedKernels``: by default every level keeps the paper's 3x3x3, which learned
-   more reliably on the generated thick-slice data, see ``nnUNetTrainer_LightMedSeg.build_network_architecture``):
+   more reliably on the generated thick-slice data, see docs/decisions.md#planned-kernels):
    level ``L`` takes the kernel of the nnU-Net stage at the same resolution, i.e. the stage of the
    ``L``-th non-trivial stride (level 0: stage 0). This is nnU-Net's own pairing: the convolution that
    downsamples into a stage uses that stage's kernel, so our stem and anchor-detector layers use the kernel
@@ -57,9 +57,10 @@ Isotropic plans (hippocampus ``[[1,1,1],[2,2,2],[2,2,2],[2,2,2]]``, BraTS, the 1
 ((3, 3, 3),) * 5``: the same network as before this option existed (same parameters, FLOPs, state-dict keys
 and shapes, bit-identical outputs).
 
-Choices where the paper is silent (it only trains isotropic 128^3 crops): the anchor detector's three strided
-layers follow the first three steps (its receptive field then grows in the same physical proportions as the
-encoder's); a stride of 1 on an axis skips that axis in every resampling rather than resampling by 1.
+Choices where the paper is silent (it only trains isotropic 128^3 crops; see
+docs/decisions.md#resolution-schedule): the anchor detector's three strided layers follow the first three steps
+(its receptive field then grows in the same physical proportions as the encoder's); a stride of 1 on an axis
+skips that axis in every resampling rather than resampling by 1.
 
 All helpers take and return per-axis values in the tensor's axis order (D, H, W) = nnU-Net's (transposed)
 axis order, which is the order of the plans' strides and kernels.

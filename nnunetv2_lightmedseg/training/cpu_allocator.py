@@ -6,8 +6,8 @@ returned (``trim``) once it exceeds the *trim threshold*. glibc raises both thre
 32 MiB / 64 MiB and only after such a block has been freed, so a network whose forward pass allocates and frees
 hundreds of tensors of 1-30 MiB (LightMedSeg's activations at 64^3 are 8-25 MiB each) gets fresh pages from the
 kernel again and again: every first touch of a page is a page fault, paid in every elementwise op, ``cat``
-and convolution output. That is where a large part of LightMedSeg's CPU time went (issue 10), and why its
-speed changed over a day with the allocator's history.
+and convolution output. That is where a large part of LightMedSeg's CPU time went, and why its speed changed
+over a day with the allocator's history.
 
 :func:`configure_cpu_allocator` sets, once per process, a static mmap threshold of 32 MiB (glibc's own largest
 dynamic value on 64-bit) and a trim threshold of 1 GiB, so blocks up to 32 MiB are reused from the heap instead
@@ -15,8 +15,7 @@ of being mapped and faulted in anew. Nothing else changes: the same operations r
 memory a process keeps is at most what it already held at its peak (like PyTorch's CUDA caching allocator);
 blocks above 32 MiB (stock nnU-Net's activations at 128^3, LightMedSeg's 4 x 128^3 logits) are mapped as before.
 
-Measured (2 threads, idle, one process per setting, medians of 8; ``docs/benchmarks.md`` section 0):
-LightMedSeg's 1 x 4 x 128^3 forward 240 -> 174 ms, its hippocampus training step (batch 7) 348 -> 330 ms.
+The measurement (about 1.3x faster at 1 x 4 x 128^3) and its command: docs/decisions.md#cpu-allocator.
 
 Where it is applied: :class:`~nnunetv2_lightmedseg.training.trainer.nnUNetTrainer_LightMedSeg` on a CPU device
 (``initialize``), its ``build_network_architecture`` when the process has no CUDA device (``nnUNetv2_predict`` on

@@ -1,5 +1,5 @@
 """The CPU thread count of training steps and inference forwards, chosen from their times and re-chosen when
-they change (issue 10, item 4: speed on shared cores).
+they change (speed on cores shared with other work).
 
 Why. ``nnUNetv2_train -device cpu`` and ``nnUNetv2_predict -device cpu`` set ``torch.set_num_threads(cpu_count)``.
 That is the fastest choice on idle cores and a slow one on cores shared with other work (another training, any
@@ -10,11 +10,9 @@ to another process, the barrier waits out that process's time slice; libgomp's w
 no barrier to wait at. ``GOMP_SPINCOUNT=0`` also helps, but must be set before PyTorch loads (before nnU-Net
 imports this plugin) and costs ~30 % on idle cores.
 
-Measured on the 2-core machine (docs/benchmarks.md section 0; ``docs/runs/speed/threads_real_training``): real
-``nnUNetv2_train`` of LightMedSeg on Dataset004 (60 iterations per epoch, nnU-Net's augmentation workers) with two
-busy processes beside it took 132-161 s per epoch at nnU-Net's 2 threads, 51-53 s at 1, and **48-58 s with the
-count chosen here** (1); idle 22.4-23.7 s at 2 threads, 31-32 s at 1, **21.6-23.3 s chosen** (2). Prediction of
-20 hippocampus cases under the same load: 6.8x stock's speed with the choice, 0.72x at 2 threads.
+With two busy processes beside a real ``nnUNetv2_train`` the chosen count (one thread) made its epochs 2.3-3.4x
+shorter than nnU-Net's 2 threads, and idle it keeps all cores; the measurements and their commands:
+docs/decisions.md#cpu-thread-count.
 
 What. :class:`ThreadTuner` times the steps and picks the thread count: it tries the candidates
 (:func:`candidate_counts`: all cores, halves of them, one) interleaved, ``rounds`` steps each, keeps the one with

@@ -7,7 +7,8 @@ CPU (1-10 epochs) would get no warm-up at all and a cosine of a handful of steps
 counts iterations: nnU-Net's epoch call ``step(epoch)`` sets the learning rate of the epoch's FIRST iteration
 (``epoch * iterations_per_epoch``; this also re-synchronises the schedule after resuming from a checkpoint,
 which stores the epoch but not the scheduler), and ``step()`` without argument, called by the trainer after each
-optimiser step, advances by one iteration.
+optimiser step, advances by one iteration. The values (3 % warm-up, cosine to 1e-6): see
+docs/decisions.md#optimiser-and-schedule.
 """
 from __future__ import annotations
 

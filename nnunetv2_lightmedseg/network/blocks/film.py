@@ -3,7 +3,7 @@
 The ``N x 3`` anchors are flattened to a ``3N`` vector and mapped by two independent linear layers to a
 per-channel scale and shift. We apply ``x * (1 + gamma) + beta`` rather than ``x * gamma + beta``: the
 paper's formula was lost in extraction, and the residual form starts as the identity, which keeps a
-freshly initialised network trainable (the common FiLM practice).
+freshly initialised network trainable (the common FiLM practice; see docs/decisions.md#film-form).
 
 Shapes: ``x (B, C, D, H, W)``, ``anchors (B, N, 3)`` -> ``(B, C, D, H, W)``.
 """

@@ -5,7 +5,8 @@ Operates on the stem output ``F0`` (8 channels, half resolution) and emits two s
 * **Texture map** ``T`` (branch 1): ``R = mean_c |F0 - S(F0)|`` where ``S`` is a depthwise 3x3x3 smoothing
   convolution initialised as a box filter (and learned). ``T = R / (max R + eps)`` per sample, so ``T`` lies
   in [0, 1] and can gate the encoder's two paths directly. The paper's normalisation was lost in extraction;
-  per-sample max scaling keeps the gate's range fixed whatever the image contrast. ``T`` has one channel and
+  per-sample max scaling keeps the gate's range fixed whatever the image contrast (see
+  docs/decisions.md#texture-map-normalisation). ``T`` has one channel and
   is handed unchanged to all four encoder stages.
   ``texture_norm="median"`` is the outlier-robust alternative: ``T = R / (R + median R + eps)`` per sample. It
   also lies in [0, 1), is 0.5 where the texture equals the sample's median texture, and no single voxel can
@@ -18,8 +19,8 @@ Operates on the stem output ``F0`` (8 channels, half resolution) and emits two s
 
 Parameter budget: the paper states 11.7K but its head width was lost in extraction. LightMedSeg uses
 ``hidden=24`` (6.4K parameters in this module): the gating head is the most expensive operation at the
-stem's grid, and 24 is what keeps the whole network at the paper's 14.64 GFLOPs (see ``LightMedSeg``).
-The 5K difference is 1% of the model.
+stem's grid, and 24 is what keeps the whole network at the paper's 14.64 GFLOPs (see
+docs/decisions.md#lspm-gating-width). The 5K difference is 1% of the model.
 
 ``kernel_size`` (an int or one value per axis) is the kernel of the smoothing conv and of the gating head's two
 convs: the stem grid's kernel of the network's resolution schedule, ``(1, 3, 3)`` on thick-slice data so that

@@ -9,8 +9,8 @@ Both keep their class-dependent convolutions under a ``seg_layers`` attribute, a
   resolution schedule, see :class:`~nnunetv2_lightmedseg.network.lightmedseg.LightMedSeg`) by a stride-2
   transposed convolution that restores the input grid: kernel 2 x stride, trilinear start (``upsampling=
   "overlap"``, the default, :class:`~..convolutions.OverlapExpandConv3d`) or kernel = stride (``"blocks"``,
-  :class:`~..convolutions.PatchExpandConv3d`). Keys ``head.seg_layers.0.*`` (1x1x1) and
-  ``head.seg_layers.1.*`` (transposed conv, only when ``upsample``).
+  :class:`~..convolutions.PatchExpandConv3d`); see docs/decisions.md#head-upsampling. Keys
+  ``head.seg_layers.0.*`` (1x1x1) and ``head.seg_layers.1.*`` (transposed conv, only when ``upsample``).
   Shapes: ``(B, C, D, H, W) -> (B, classes, 2D, 2H, 2W)`` (``upsample``; ``stride`` per axis in general) or ``(B, classes, D, H, W)``.
   With ``out_size`` (the network's unpadded input size) the output is cropped to it, and with ``upsample`` the
   crop is taken *before* the transposed convolution, at the input voxels the kept output voxels read
@@ -18,7 +18,7 @@ Both keep their class-dependent convolutions under a ``seg_layers`` attribute, a
   the cropped logits are the same numbers. The
   network pads its input to a multiple of 16 per axis (48 x 64 x 48 for the hippocampus patch of
   40 x 56 x 40, 1.65x the voxels); upsampling only the voxels that are kept, in the default layout the loss
-  and the predictor read, saved the full-size crop copy and its backward pass (issue 10).
+  and the predictor read, saves the full-size crop copy and its backward pass.
 * :class:`DeepSupervisionHeads` — not in the paper: one 1x1x1 convolution to the classes per supervised
   decoder stage, used only by the deep-supervision variant. Keys ``aux_heads.seg_layers.<i>.*``.
 """

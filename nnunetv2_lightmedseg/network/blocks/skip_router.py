@@ -10,12 +10,12 @@ Decoder stages are numbered 0-3 from the bottleneck up (the paper's 1-4).
   avoids: only the spatially matching map (encoder stage 1, then the stem output) is projected to the stage
   width.
 
-Choices where the text is silent or garbled:
+Choices where the text is silent or garbled (see docs/decisions.md#skip-router):
 
 * *One controller shared by both routed stages.* The paper's 24K budget cannot hold two 256->64->4
   controllers (16.7K each) next to the four projections (15.6K); sharing one is the closest reading. This
   module has 38.9K parameters with the per-stage output projections; the paper's figure is not reachable
-  with the components it names (see READING_NOTES.md).
+  with the components it names.
 * *Project on the coarser grid.* A 1x1x1 conv commutes exactly with trilinear/average resampling (both
   are linear and the resampling weights sum to one), so each ``E_s`` is projected on whichever of its own
   grid and the stage's grid is coarser: finer maps are downsampled first, coarser maps are projected

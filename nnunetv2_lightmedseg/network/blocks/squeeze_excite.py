@@ -3,7 +3,7 @@
 ``y = x * sigmoid(W2 SiLU(W1 GAP(x)))`` with a bottleneck of ``max(min_hidden, channels // reduction)``.
 The floor of 4 keeps the narrow early stages (8 or 16 channels) from collapsing to one or two hidden units,
 as the paper prescribes. The paper's reduction ratio was lost in extraction; LightMedSeg uses 3, the value
-that together with the other modules reproduces its parameter totals (see ``LightMedSeg``'s docstring).
+that together with the other modules reproduces its parameter totals (see docs/decisions.md#se-ratio).
 
 Shapes: ``(B, C, D, H, W) -> (B, C, D, H, W)``.
 """
