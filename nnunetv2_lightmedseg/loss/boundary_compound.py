@@ -61,6 +61,31 @@ from torch import nn
 from nnunetv2.utilities.ddp_allgather import AllGatherGrad
 
 
+def check_labels(target: torch.Tensor, num_classes: int, ignore_label: Optional[int] = None) -> None:
+    """Raise ValueError naming the offending values when ``target`` holds labels the loss cannot use: values that
+    are not whole numbers (``1.5`` would be truncated to 1) or outside ``0 .. num_classes - 1`` (other than the
+    ignore label), which PyTorch would report as a bare index error deep inside ``scatter``/``nll_loss``."""
+    if target.is_floating_point():
+        fractional = target[target != torch.round(target)]
+        if fractional.numel():
+            shown = ", ".join(f"{v:g}" for v in fractional.unique()[:5].tolist())
+            raise ValueError(f"the segmentation target holds non-integer label values ({shown}): label maps must "
+                             f"hold whole class numbers; check the dataset's labelsTr files (a resampled or "
+                             f"interpolated label map?)")
+    lo, hi = torch.aminmax(target)
+    if lo.item() >= 0 and hi.item() < num_classes:
+        return
+    values = target.unique()
+    bad = values[(values < 0) | (values >= num_classes)]
+    if ignore_label is not None:
+        bad = bad[bad != ignore_label]
+    if bad.numel():
+        shown = ", ".join(f"{v:g}" for v in bad[:5].tolist())
+        raise ValueError(f"the segmentation target holds label value(s) {shown} outside 0..{num_classes - 1} (the "
+                         f"network has {num_classes} outputs){'' if ignore_label is None else f', ignore label {ignore_label}'}: "
+                         f"check dataset.json's 'labels' against the values in labelsTr")
+
+
 def max_filter3(x: torch.Tensor) -> torch.Tensor:
     """Maximum over each voxel's 3x3x3 (2D: 3x3) neighbourhood, clipped at the borders: the values of
     ``max_pool3d(x, 3, stride=1, padding=1)``, computed per axis (the maximum over a box is the maximum of the
@@ -184,6 +209,7 @@ class BoundaryCompoundLoss(nn.Module):
                              f"logits {tuple(logits.shape)}, got {tuple(target.shape)}")
         axes = tuple(range(2, logits.ndim))
         with torch.no_grad():
+            check_labels(target, c, self.ignore_label)
             labels = target.long()
             valid = None
             if self.ignore_label is not None:

@@ -301,6 +301,14 @@ class LightMedSeg(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 5:
             raise ValueError(f"LightMedSeg expects a 5-D input (B, C, D, H, W), got shape {tuple(x.shape)}")
+        weights = next(self.parameters()).dtype
+        if weights != torch.float32:
+            raise TypeError(f"LightMedSeg's weights are {weights}; it runs in float32 (some of its CPU operations "
+                            f"have no {weights} kernel). Keep the network in float32 and use torch.autocast for "
+                            f"mixed precision, as nnU-Net does on CUDA")
+        if x.dtype != torch.float32 and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"LightMedSeg takes float32 input, got {x.dtype}: convert it with x.float() (or run "
+                            f"under torch.autocast for mixed precision)")
         if x.shape[1] != self.input_channels:
             raise ValueError(f"LightMedSeg was built for {self.input_channels} input channel(s) but got "
                              f"{x.shape[1]}: the image modalities must match the network (check the dataset's "
