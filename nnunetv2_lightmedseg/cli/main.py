@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "plans": "plans",
     "splits": "splits",
     "check-model": "check_model",
+    "adapt-weights": "adapt_weights",
     "demo": "demo",
     "benchmark": "benchmark",
     "export": "export",
