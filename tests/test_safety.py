@@ -245,3 +245,31 @@ def test_export_and_explain_with_a_malicious_checkpoint_create_nothing(tmp_path,
         assert "is a folder" in capsys.readouterr().err
     finally:
         (fold / evil_name).unlink()
+
+
+def test_non_finite_image_gets_a_warning_naming_the_case():
+    from nnunetv2_lightmedseg.deploy.input_check import attach_non_finite_warning
+
+    net = attach_non_finite_warning(LightMedSeg(1, 2).eval())
+    x = torch.randn(1, 1, 16, 16, 16)
+
+    def predict_from_data_iterator(ofile, data):  # the frame nnU-Net's predictor runs the network in
+        with torch.no_grad():
+            return net(data)
+
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_from_data_iterator("/out/case_007", x)
+        assert not caught  # a finite image: nothing
+        bad = x.clone()
+        bad[0, 0, 3, 3, 3] = float("nan")
+        out = predict_from_data_iterator("/out/case_007", bad)
+        predict_from_data_iterator("/out/case_007", bad)  # the next patch of the same case: no second warning
+    assert len(caught) == 1 and "case_007" in str(caught[0].message) and "NaN" in str(caught[0].message)
+    assert torch.isnan(out).any()  # the warning is the only change: the network's output is untouched
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net.train()
+        net(bad)  # training: no check
+    assert not [w for w in caught if "NaN/Inf" in str(w.message)]

@@ -129,7 +129,10 @@ def resolve_trainer_folder(dataset: str, configuration: str, trainer: str, plans
     from nnunetv2.utilities.file_path_utilities import get_output_folder
     if not nnUNet_results.is_set():
         raise ValueError("nnUNet_results is not set: export nnUNet_results=... or pass --a/--b folders")
-    return get_output_folder(dataset, trainer, plans, configuration)
+    try:
+        return get_output_folder(dataset, trainer, plans, configuration)
+    except RuntimeError as e:  # nnU-Net's dataset lookup: no dataset with this ID
+        raise ValueError(f"-d {dataset}: {' '.join(str(e).split())}") from None
 
 
 def fold_names(folder: str, folds: Optional[Sequence[str]]) -> List[str]:

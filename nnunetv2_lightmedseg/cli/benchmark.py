@@ -282,7 +282,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                                     args.threads, args.warmup,
                                                     progress=lambda s: print("  " + s, flush=True))
         info["load_processes"] = args.load
-    except (ValueError, ModelLoadError, RuntimeError) as e:
+    except (ValueError, ModelLoadError) as e:  # anything else (a crash inside nnU-Net) keeps its traceback
         return _fail(str(e))
     source = args.input if args.input else f"fold-{args.val_fold} validation cases"
     header = (f"nnU-Net prediction, {args.dataset} {args.configuration} fold {args.fold}, {len(cases)} case(s) "

@@ -225,6 +225,20 @@ def demo_trainer_length(trainer: str = DEFAULT_TRAINER) -> Tuple[int, int]:
             int(cls.training_options.get("num_iterations_per_epoch", 250)))
 
 
+def _at_least(minimum: int, flag: str, why: str):
+    """An argparse type: an integer >= ``minimum``; otherwise argparse's one-line usage error saying why (checked
+    before anything is written, so a bad count never leaves a half-made work folder)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least {minimum} ({why}), got {value}")
+        return value
+    return parse
+
+
 def add_parser(subparsers) -> None:
     epochs, iters = demo_trainer_length()
     p = subparsers.add_parser(
@@ -254,8 +268,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset-id", type=int, default=None,
                    help=f"id of the generated dataset (default {DEFAULT_DATASET_ID}); with --dataset the id comes "
                         f"from the folder name")
-    p.add_argument("--num-train", type=int, default=20, help="training cases of the generated dataset (default %(default)s)")
-    p.add_argument("--num-test", type=int, default=4, help="held-out test cases of the generated dataset (default %(default)s)")
+    p.add_argument("--num-train", type=_at_least(5, "--num-train", "nnU-Net's 5-fold split needs 5 training cases"),
+                   default=20, help="training cases of the generated dataset, at least 5 (default %(default)s)")
+    p.add_argument("--num-test", type=_at_least(1, "--num-test", "the demo predicts and scores the test cases"),
+                   default=4, help="held-out test cases of the generated dataset, at least 1 (default %(default)s)")
     add_device(p, what="nnU-Net's commands")
     p.add_argument("--num-processes", type=int, default=2,
                    help="processes for fingerprinting/preprocessing (nnU-Net's -np/-npfp; default %(default)s)")

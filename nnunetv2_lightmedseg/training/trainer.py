@@ -89,6 +89,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunetv2_lightmedseg.checkpoints import load_checkpoint, safe_torch_load
+from nnunetv2_lightmedseg.deploy.input_check import attach_non_finite_warning
 from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
@@ -199,6 +200,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                              f"{small}. Use `lightmedseg plans -d ID --variant planned` (patch rounded up to a "
                              f"multiple of {minimum} per axis) and train with -c 3d_fullres_lightmedseg_planned.")
         network.deep_supervision = bool(enable_deep_supervision) and network.aux_heads is not None
+        attach_non_finite_warning(network)  # a warning naming the case for NaN/Inf images (inference only)
         if not torch.cuda.is_available():
             # nnUNetv2_predict on a CPU-only machine: the thread count of each forward from timed forwards (see
             # .cpu_threads); the trainer removes this again and times its training steps instead
