@@ -332,3 +332,35 @@ def test_runtime_errors_are_one_line_exit_2(tmp_path, case):
                 "damaged_network": "SHA-256"}[case]
     assert expected in lines[0], lines[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_thread_tuner_keeps_the_faster_count_and_tries_again():
+    import time
+
+    from nnunetv2_lightmedseg.runtime.predictor import ThreadTunedNetwork
+
+    calls = []
+
+    def fake(count, delay):
+        def run(x):
+            calls.append(count)
+            time.sleep(delay)
+            return x * 2
+        return run
+
+    net = ThreadTunedNetwork.__new__(ThreadTunedNetwork)
+    net.candidates, net.trials, net.recheck = [2, 1], 2, 5
+    net.sessions = {2: fake(2, 0.03), 1: fake(1, 0.001)}
+    net._start_trial()
+    x = np.ones(3, np.float32)
+    for _ in range(6):  # one warm-up and two timed calls per count
+        assert np.array_equal(net(x), x * 2)
+    assert net.chosen == 1 and sorted(calls) == [1, 1, 1, 2, 2, 2]
+    calls.clear()
+    for _ in range(4):
+        net(x)
+    assert calls == [1] * 4
+    net.sessions[1], net.sessions[2] = fake(1, 0.03), fake(2, 0.001)  # the load moved
+    for _ in range(1 + 6):
+        net(x)
+    assert net.chosen == 2

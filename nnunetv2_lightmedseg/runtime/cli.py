@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not apply the bundle's postprocessing (nnU-Net's postprocessing.pkl, when exported); "
                         "nnUNetv2_predict alone does not apply it either")
     p.add_argument("--threads", type=int, default=None,
-                   help="onnxruntime intra-op threads (default: the cores this process may use)")
+                   help="onnxruntime intra-op threads (default: chosen from timed calls between all the cores "
+                        "this process may use and 1, which is faster on a busy machine; the result is the same)")
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="fp32 (default; nnUNetv2_predict's result) or int8 (dynamically quantised networks; "
                         "docs/deployment.md gives the measured speed and Dice change)")

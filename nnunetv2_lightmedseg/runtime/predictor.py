@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -45,11 +45,55 @@ class OnnxNetwork:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
+class ThreadTunedNetwork:
+    """One fold's network with onnxruntime's intra-op thread count chosen from timed calls, as the package's
+    trainer chooses PyTorch's (training/cpu_threads.py): the candidates (all cores this process may use, and 1)
+    are tried interleaved on the first calls (after one warm-up call each), the lower mean is kept, and the choice
+    is tried again every ``recheck`` calls, so that a machine whose other load comes and goes is followed. Every
+    thread count gives bit-identical logits (onnxruntime splits a convolution's output, not its sums), so the
+    choice changes the speed only.
+
+    Measured on the 2-core machine with two trainings beside it: 1 thread 4.8-7.0 s, 2 threads 9.6-11.7 s for
+    the same 5 hippocampus cases with mirroring (docs/deployment.md)."""
+
+    def __init__(self, path: Path, input_name: str, output_name: str, candidates: Sequence[int],
+                 trials: int = 2, recheck: int = 128) -> None:
+        self.candidates = sorted(set(int(c) for c in candidates), reverse=True)
+        self.sessions = {c: OnnxNetwork(path, input_name, output_name, c) for c in self.candidates}
+        self.trials, self.recheck = trials, recheck
+        self._start_trial()
+
+    def _start_trial(self) -> None:
+        self.times = {c: [] for c in self.candidates}
+        self.warm = set()
+        self.chosen: Optional[int] = None
+        self.calls = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import time
+
+        if self.chosen is None and len(self.candidates) > 1:
+            c = min(self.candidates, key=lambda k: (k in self.warm, len(self.times[k])))
+            t0 = time.perf_counter()
+            out = self.sessions[c](x)
+            if c in self.warm:
+                self.times[c].append(time.perf_counter() - t0)
+            self.warm.add(c)
+            if all(len(v) >= self.trials for v in self.times.values()):
+                self.chosen = min(self.candidates, key=lambda k: sum(self.times[k]) / len(self.times[k]))
+            return out
+        self.calls += 1
+        if self.calls >= self.recheck and len(self.candidates) > 1:
+            self._start_trial()
+        return self.sessions[self.chosen if self.chosen is not None else self.candidates[0]](x)
+
+
 class BundlePredictor:
     """Segments cases with a bundle as ``nnUNetv2_predict`` with the bundle's folds would.
 
     ``use_mirroring`` is nnUNetv2_predict's test-time mirroring (``--disable_tta`` turns it off);
-    ``threads`` onnxruntime's intra-op threads (default: the cores this process may use);
+    ``threads`` onnxruntime's intra-op threads (default None: chosen from timed calls between all cores this
+    process may use and 1, see :class:`ThreadTunedNetwork`);
     ``precision`` "fp32" (default) or "int8" (onnxruntime's dynamic quantisation of the exported networks, see
     docs/deployment.md for what it costs in Dice).
     """
@@ -60,7 +104,7 @@ class BundlePredictor:
         self.folder = Path(bundle_dir)
         self.use_mirroring = use_mirroring
         self.use_postprocessing = use_postprocessing
-        self.threads = threads or available_cores()
+        self.threads = threads
         if precision not in PRECISIONS:
             raise RuntimeInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.precision = precision
@@ -69,7 +113,11 @@ class BundlePredictor:
             path = self.folder / net["file"]
             if precision == "int8":
                 path = quantized_model(path)
-            self.networks.append(OnnxNetwork(path, net["input_name"], net["output_name"], self.threads))
+            if threads:
+                self.networks.append(OnnxNetwork(path, net["input_name"], net["output_name"], threads))
+            else:
+                self.networks.append(ThreadTunedNetwork(path, net["input_name"], net["output_name"],
+                                                        (available_cores(), 1)))
 
     @property
     def num_input_channels(self) -> int:
