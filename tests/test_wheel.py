@@ -1,7 +1,8 @@
 """A wheel built from a clean checkout works when installed, non-editable, into a fresh virtual environment.
 
-The wheel is built with ``python -m build --wheel --no-isolation`` from the files git tracks (copied into a
-temporary folder, so nothing untracked or generated can slip in). The fresh venv gets the wheel with
+The wheel is built with ``python -m build --wheel --no-isolation`` from a copy of the checkout in a temporary
+folder: the files git tracks and the new files it does not ignore, as they are in the working tree (in a clean
+clone, exactly the clone), so nothing ignored or generated (``build/``, ``*.egg-info``, ``.venv``) can slip in. The fresh venv gets the wheel with
 ``pip install --no-deps`` and finds the dependencies (torch, nnU-Net, ...) through a ``.pth`` line naming this
 environment's site-packages, so nothing is downloaded. nnU-Net itself is a private copy inside the fresh venv, so
 ``lightmedseg install-trainers`` writes there and the shared environment is never changed. Every command runs from
@@ -37,7 +38,8 @@ def wheel_venv(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout
     for name in filter(None, files.decode().split("\0")):
         if (REPO / name).is_file():  # a tracked file deleted in the working tree is not part of the checkout
             (src / name).parent.mkdir(parents=True, exist_ok=True)
