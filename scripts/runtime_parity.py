@@ -4,7 +4,7 @@
 On the same cases and model (same folds, same mirroring) it runs, interleaved, ``lightmedseg-run`` and
 ``nnUNetv2_predict`` with and without test-time mirroring, and reports per case the voxel agreement of the two label
 maps, the Dice of each against the reference labels and their difference, seconds per case and the peak resident
-memory of each command's process tree (sampled every 20 ms), with the load average beside each run.
+memory of each command's process tree (RSS and PSS sums, sampled every 50 ms), with the load average beside each run.
 
 Example (Dataset004 fold-0 validation cases)::
 
@@ -49,16 +49,23 @@ def _children() -> Dict[int, List[int]]:
     return kids
 
 
-def tree_rss_bytes(pid: int) -> int:
-    kids, todo, total, page = _children(), [pid], 0, os.sysconf("SC_PAGE_SIZE")
+def tree_memory_bytes(pid: int):
+    """(sum of RSS, sum of PSS) over ``pid`` and its descendants. RSS counts pages shared between the processes
+    (torch's libraries in each of nnU-Net's worker processes) once per process; PSS splits them, so its sum is
+    what the tree really occupies."""
+    kids, todo, rss, pss = _children(), [pid], 0, 0
     while todo:
         p = todo.pop()
         try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
         except OSError:
             pass
         todo.extend(kids.get(p, []))
-    return total
+    return rss, pss
 
 
 def timed(cmd: List[str], env: Dict[str, str]) -> Dict:
@@ -67,12 +74,13 @@ def timed(cmd: List[str], env: Dict[str, str]) -> Dict:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    peak = [0]
+    peak = [0, 0]
 
     def sample():
         while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
-            time.sleep(0.02)
+            rss, pss = tree_memory_bytes(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            time.sleep(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
@@ -81,7 +89,8 @@ def timed(cmd: List[str], env: Dict[str, str]) -> Dict:
     th.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
-    return {"seconds": wall, "peak_rss_mb": peak[0] / 2 ** 20, "load_before": list(load_before),
+    return {"seconds": wall, "peak_rss_mb": peak[0] / 2 ** 20, "peak_pss_mb": peak[1] / 2 ** 20,
+            "load_before": list(load_before),
             "load_after": list(os.getloadavg())}
 
 
@@ -181,7 +190,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                command=" ".join(cmd))
                     runs.append(res)
                     print(f"round {r} {mode:5s} {label:12s} {res['seconds']:7.1f} s ({res['seconds_per_case']:.2f} "
-                          f"s/case) peak RSS {res['peak_rss_mb']:7.0f} MB  load {res['load_before'][0]:.2f}->"
+                          f"s/case) peak RSS {res['peak_rss_mb']:6.0f} MB PSS {res['peak_pss_mb']:6.0f} MB  load {res['load_before'][0]:.2f}->"
                           f"{res['load_after'][0]:.2f}", flush=True)
 
     per_mode = {}
@@ -228,6 +237,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if sel:
                 speed[f"{tool}_{mode}"] = {"seconds_per_case_median": float(np.median([r["seconds_per_case"] for r in sel])),
                                            "peak_rss_mb_max": float(max(r["peak_rss_mb"] for r in sel)),
+                                           "peak_pss_mb_max": float(max(r["peak_pss_mb"] for r in sel)),
                                            "runs": len(sel)}
         nn = speed.get(f"nnunet_{mode}")
         rt = speed.get(f"{rt_label}_{mode}")
@@ -235,7 +245,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             speed[f"ratio_nnunet_over_runtime_{mode}"] = nn["seconds_per_case_median"] / rt["seconds_per_case_median"]
             print(f"{mode}: nnUNetv2_predict {nn['seconds_per_case_median']:.2f} s/case, runtime "
                   f"{rt['seconds_per_case_median']:.2f} s/case ({speed[f'ratio_nnunet_over_runtime_{mode}']:.2f}x); "
-                  f"peak RSS {nn['peak_rss_mb_max']:.0f} vs {rt['peak_rss_mb_max']:.0f} MB")
+                  f"peak RSS {nn['peak_rss_mb_max']:.0f} vs {rt['peak_rss_mb_max']:.0f} MB, PSS "
+                  f"{nn['peak_pss_mb_max']:.0f} vs {rt['peak_pss_mb_max']:.0f} MB")
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1]).stdout.strip()
