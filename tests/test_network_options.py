@@ -255,3 +255,22 @@ def test_nnunet_pretrained_weights_skip_the_output_layers(tmp_path, kwargs):
     s, d = src.state_dict(), dst.state_dict()
     assert all(torch.equal(s[k], d[k]) for k in d if ".seg_layers." not in k)
     assert d["head.seg_layers.0.weight"].shape[0] == 5
+
+
+def test_numpy_integers_are_accepted_everywhere_and_as_triple_names_bad_values():
+    """One positive-int check and one int-or-triple helper for the whole network: numpy integers (what nnU-Net's
+    plans give after np.prod/np.array) pass the network as they pass its blocks."""
+    import numpy as np
+    from nnunetv2_lightmedseg.network.checks import as_triple
+    from nnunetv2_lightmedseg.network.blocks.ghost_conv import GhostConv3D
+
+    net = LightMedSeg(np.int64(1), np.int32(3), num_anchors=np.int64(8))
+    assert net.num_classes == 3 and net(torch.randn(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
+    assert as_triple(np.int64(2), "X", "stride") == (2, 2, 2) and as_triple([1, 2, 2], "X", "stride") == (1, 2, 2)
+    for bad in ((1, 2), True, 2.0, "3", (1, 2, 2.5)):
+        with pytest.raises(ValueError, match="X: stride must be an integer or three integers"):
+            as_triple(bad, "X", "stride")
+    with pytest.raises(ValueError, match="GhostConv3D: kernel_size must be an integer or three"):
+        GhostConv3D(8, 8, kernel_size=(3, 3))
+    with pytest.raises(ValueError, match="LightMedSeg: num_classes must be a positive integer"):
+        LightMedSeg(1, 0)

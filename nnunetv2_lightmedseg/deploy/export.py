@@ -39,6 +39,7 @@ from torch import nn
 
 from .loading import find_lightmedseg
 from ..errors import LightMedSegError
+from ..network.checks import as_triple
 from ..utils.files import atomic_path, atomic_write_text
 
 FORMATS = ("onnx", "torchscript")
@@ -72,7 +73,7 @@ class DynamicPadWrapper(nn.Module):
     def __init__(self, network: nn.Module, divisor: Union[int, Sequence[int]]) -> None:
         super().__init__()
         self.network = network
-        self.divisor = (int(divisor),) * 3 if isinstance(divisor, int) else tuple(int(k) for k in divisor)
+        self.divisor = as_triple(divisor, "DynamicPadWrapper", "divisor")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d, h, w = x.shape[2], x.shape[3], x.shape[4]
@@ -139,7 +140,7 @@ def parity_sizes(patch_size: Sequence[int], minimum: Union[int, Sequence[int]] =
     axis's divisor ``minimum`` (an int or one per axis; > 1) on any axis (so the dynamic padding is exercised),
     never below the network's minimum."""
     patch = tuple(int(s) for s in patch_size)
-    minimum = (int(minimum),) * 3 if isinstance(minimum, int) else tuple(int(m) for m in minimum)
+    minimum = as_triple(minimum, "parity_sizes", "minimum")
     other = []
     for s, delta, m in zip(patch, (5, -3, 7), minimum):
         o = max(m + 1, s + delta)

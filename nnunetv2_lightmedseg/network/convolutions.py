@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
-from .checks import check_positive_ints
+from .checks import as_triple, check_positive_ints
 from .layout import CHANNELS_LAST, cpu_layout_applies, is_channels_last, to_channels_last
 
 
@@ -254,8 +254,8 @@ class PatchExpandConv3d(nn.ConvTranspose3d):
     def __init__(self, in_channels: int, out_channels: int, stride: Union[int, Sequence[int]] = 2,
                  channels_last_output: bool = True) -> None:
         check_positive_ints("PatchExpandConv3d", in_channels=in_channels, out_channels=out_channels)
-        s = (stride,) * 3 if isinstance(stride, int) else tuple(int(v) for v in stride)
-        if len(s) != 3 or any(v < 1 for v in s):
+        s = as_triple(stride, "PatchExpandConv3d", "stride")
+        if any(v < 1 for v in s):
             raise ValueError(f"PatchExpandConv3d: stride must be a positive int or one per axis (D, H, W), "
                              f"got {stride!r}")
         super().__init__(in_channels, out_channels, s, s)
@@ -361,8 +361,8 @@ class OverlapExpandConv3d(nn.ConvTranspose3d):
 
     def __init__(self, in_channels: int, out_channels: int, stride: Union[int, Sequence[int]] = 2) -> None:
         check_positive_ints("OverlapExpandConv3d", in_channels=in_channels, out_channels=out_channels)
-        s = (stride,) * 3 if isinstance(stride, int) else tuple(int(v) for v in stride)
-        if len(s) != 3 or any(v not in (1, 2) for v in s):
+        s = as_triple(stride, "OverlapExpandConv3d", "stride")
+        if any(v not in (1, 2) for v in s):
             raise ValueError(f"OverlapExpandConv3d: stride must be 1 or 2 per axis (D, H, W), got {stride!r}")
         kernel = tuple(2 * v if v > 1 else 1 for v in s)
         padding = tuple(v // 2 for v in s)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .blocks.adaptive_paths import AdaptiveThreePath
+from .checks import as_triple
 from .convolutions import PatchExpandConv3d, PointwiseConv3d
 from .blocks.position_bias import AnchorPositionBias
 from .blocks.squeeze_excite import SqueezeExcite3D
@@ -32,7 +33,7 @@ class DecoderStage(nn.Module):
                  num_anchors: Optional[int], dense: bool = False, se_reduction: int = 3, stride=2,
                  kernel_size=3) -> None:
         super().__init__()
-        stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
+        stride = as_triple(stride, "DecoderStage", "stride")
         self.up = (PatchExpandConv3d(in_channels, out_channels, stride) if upsample
                    else PointwiseConv3d(in_channels, out_channels))
         self.pos = AnchorPositionBias(num_anchors, out_channels) if num_anchors else None

@@ -88,6 +88,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks.anchor_detector import GlobalAnchorDetector
+from .checks import check_positive_ints
 from .blocks.ghost_conv import GhostConv3D
 from .blocks.lspm import TEXTURE_NORMS, LocalStructuralPrior
 from .convolutions import OverlapExpandConv3d, PointwiseConv3d
@@ -176,12 +177,9 @@ class LightMedSeg(nn.Module):
         kernel_sizes: Optional[Sequence[Sequence[int]]] = None,
     ) -> None:
         super().__init__()
-        for name, value in (("input_channels", input_channels), ("num_classes", num_classes),
-                            ("num_anchors", num_anchors), ("stem_channels", stem_channels),
-                            ("router_channels", router_channels), ("se_reduction", se_reduction),
-                            ("lspm_hidden", lspm_hidden)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"LightMedSeg: {name} must be a positive integer, got {value!r}")
+        check_positive_ints("LightMedSeg", input_channels=input_channels, num_classes=num_classes,
+                            num_anchors=num_anchors, stem_channels=stem_channels, router_channels=router_channels,
+                            se_reduction=se_reduction, lspm_hidden=lspm_hidden)
         if conv_type not in CONV_TYPES:
             raise ValueError(f"LightMedSeg: conv_type must be one of {CONV_TYPES}, got {conv_type!r}")
         encoder_widths = tuple(int(w) for w in encoder_widths)

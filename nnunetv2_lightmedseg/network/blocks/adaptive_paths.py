@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checks import check_positive_ints
+from ..checks import as_triple, check_positive_ints
 from .ghost_conv import GhostConv3D
 from ..convolutions import Conv3d, PointwiseConv3d
 from ..elementwise import addcmul
@@ -25,8 +25,8 @@ class AdaptiveThreePath(nn.Module):
     def __init__(self, channels: int, dense: bool = False, norm_groups: int = 4, kernel_size=3) -> None:
         super().__init__()
         check_positive_ints("AdaptiveThreePath", channels=channels)
-        k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
-        pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
+        k = as_triple(kernel_size, "AdaptiveThreePath", "kernel_size")
+        pad = tuple(v // 2 for v in k)
         self.depthwise = Conv3d(channels, channels, k, 1, pad, groups=channels)
         self.ghost = GhostConv3D(channels, channels, k, 1, norm_groups, activation=True, dense=dense)
         self.pointwise = PointwiseConv3d(channels, channels)

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..checks import check_positive_ints
+from ..checks import as_triple, check_positive_ints
 from ..convolutions import Conv3d
 
 
@@ -33,14 +33,15 @@ class GlobalAnchorDetector(nn.Module):
         super().__init__()
         check_positive_ints("GlobalAnchorDetector", in_channels=in_channels, num_anchors=num_anchors)
         strides = [2] * num_layers if strides is None else [tuple(int(v) for v in s) for s in strides]
-        kernel_sizes = [3] * num_layers if kernel_sizes is None else [tuple(int(v) for v in k) for k in kernel_sizes]
+        kernel_sizes = [as_triple(3 if kernel_sizes is None else k, "GlobalAnchorDetector", "kernel_sizes")
+                        for k in (kernel_sizes if kernel_sizes is not None else [3] * num_layers)]
         if len(strides) != num_layers or len(kernel_sizes) != num_layers:
             raise ValueError(f"GlobalAnchorDetector: need one stride and one kernel per layer ({num_layers}), got "
                              f"strides {strides} and kernels {kernel_sizes}")
         layers: list[nn.Module] = []
         c = in_channels
         for s, k in zip(strides, kernel_sizes):
-            pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
+            pad = tuple(v // 2 for v in k)
             layers += [Conv3d(c, width, k, s, pad), nn.GroupNorm(4, width), nn.SiLU()]
             c = width
         self.features = nn.Sequential(*layers)

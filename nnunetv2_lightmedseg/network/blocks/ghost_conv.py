@@ -20,7 +20,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-from ..checks import check_positive_ints
+from ..checks import as_triple, check_positive_ints
 from ..convolutions import Conv3d
 
 
@@ -43,15 +43,13 @@ class GhostConv3D(nn.Module):
         if out_channels % norm_groups:
             raise ValueError(f"GhostConv3D: out_channels must be divisible by norm_groups for GroupNorm, got "
                              f"out_channels={out_channels}, norm_groups={norm_groups}")
-        ks = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(int(k) for k in kernel_size)
-        if len(ks) != 3 or any(k % 2 == 0 for k in ks):
+        ks = as_triple(kernel_size, "GhostConv3D", "kernel_size")
+        if any(k % 2 == 0 for k in ks):
             raise ValueError(f"GhostConv3D: kernel_size must be odd (one int, or one per axis D, H, W) so that the "
                              f"padding k // 2 keeps the grid aligned, got {kernel_size!r}")
-        if not isinstance(kernel_size, int):
-            kernel_size = ks
-        pad = kernel_size // 2 if isinstance(kernel_size, int) else tuple(k // 2 for k in ks)
-        if not isinstance(stride, int):
-            stride = tuple(int(s) for s in stride)
+        kernel_size = ks
+        pad = tuple(k // 2 for k in ks)
+        stride = as_triple(stride, "GhostConv3D", "stride")
         self.dense = dense
         if dense:
             self.primary = Conv3d(in_channels, out_channels, kernel_size, stride, pad)

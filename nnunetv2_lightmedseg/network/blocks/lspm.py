@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import as_triple
 from ..convolutions import Conv3d, PointwiseConv3d
 from ..elementwise import mean, mix_halves
 
@@ -52,8 +53,8 @@ class LocalStructuralPrior(nn.Module):
         if texture_norm not in TEXTURE_NORMS:
             raise ValueError(f"LSPM: texture_norm must be one of {TEXTURE_NORMS}, got {texture_norm!r}")
         self.texture_norm = texture_norm
-        k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
-        pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
+        k = as_triple(kernel_size, "LSPM", "kernel_size")
+        pad = tuple(v // 2 for v in k)
         self.smooth = Conv3d(channels, channels, k, 1, pad, groups=channels, bias=False)
         # start as a box filter (1/27 for 3x3x3): R is then a true high-pass
         nn.init.constant_(self.smooth.weight, 1.0 / self.smooth.weight[0, 0].numel())

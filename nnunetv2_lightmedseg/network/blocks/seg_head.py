@@ -29,6 +29,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..checks import as_triple
 from ..convolutions import OverlapExpandConv3d, PatchExpandConv3d, PointwiseConv3d
 from ..layout import to_channels_last
 
@@ -48,7 +49,7 @@ class SegmentationHead(nn.Module):
         layers: List[nn.Module] = [PointwiseConv3d(in_channels, num_classes)]
         if upsample:
             # stride = the stem's (per axis: (1, 2, 2) on thick-slice plans, see network/schedule.py)
-            stride = stride if isinstance(stride, int) else tuple(int(v) for v in stride)
+            stride = as_triple(stride, "SegmentationHead", "stride")
             if upsampling == "overlap":  # kernel 2 x stride, initialised as trilinear interpolation
                 layers.append(OverlapExpandConv3d(num_classes, num_classes, stride))
             else:  # kernel = stride; the logits leave the network in the default layout: shuffle straight into it

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checks import check_positive_ints
+from ..checks import as_triple, check_positive_ints
 from ..convolutions import Conv3d, PointwiseConv3d
 
 
@@ -23,8 +23,8 @@ class TextureRoutedBlock(nn.Module):
     def __init__(self, channels: int, kernel_size=3) -> None:
         super().__init__()
         check_positive_ints("TextureRoutedBlock", channels=channels)
-        k = kernel_size if isinstance(kernel_size, int) else tuple(int(v) for v in kernel_size)
-        pad = k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)
+        k = as_triple(kernel_size, "TextureRoutedBlock", "kernel_size")
+        pad = tuple(v // 2 for v in k)
         self.detail = Conv3d(channels, channels, k, 1, pad, groups=channels)
         self.smooth = PointwiseConv3d(channels, channels)
 
