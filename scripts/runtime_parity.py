@@ -84,7 +84,11 @@ def timed(cmd: List[str], env: Dict[str, str]) -> Dict:
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    out, _ = proc.communicate()
+    try:
+        out, _ = proc.communicate()
+    except BaseException:  # Ctrl-C / SIGTERM: nnU-Net's worker processes must not outlive the script
+        os.killpg(proc.pid, 9)
+        raise
     wall = time.perf_counter() - t0
     th.join()
     if proc.returncode != 0:
@@ -129,6 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="timed rounds (default %(default)s)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
 
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 

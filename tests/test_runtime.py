@@ -349,18 +349,18 @@ def test_thread_tuner_keeps_the_faster_count_and_tries_again():
         return run
 
     net = ThreadTunedNetwork.__new__(ThreadTunedNetwork)
-    net.candidates, net.trials, net.recheck = [2, 1], 2, 5
+    net.candidates, net.trials, net.recheck = [2, 1], 3, 5
     net.sessions = {2: fake(2, 0.03), 1: fake(1, 0.001)}
     net._start_trial()
     x = np.ones(3, np.float32)
-    for _ in range(6):  # one warm-up and two timed calls per count
+    for _ in range(8):  # one warm-up and three timed calls per count
         assert np.array_equal(net(x), x * 2)
-    assert net.chosen == 1 and sorted(calls) == [1, 1, 1, 2, 2, 2]
+    assert net.chosen == 1 and sorted(calls) == [1, 1, 1, 1, 2, 2, 2, 2]
     calls.clear()
     for _ in range(4):
         net(x)
     assert calls == [1] * 4
     net.sessions[1], net.sessions[2] = fake(1, 0.03), fake(2, 0.001)  # the load moved
-    for _ in range(1 + 6):
+    for _ in range(1 + 8):
         net(x)
     assert net.chosen == 2

@@ -47,9 +47,10 @@ class OnnxNetwork:
 
 class ThreadTunedNetwork:
     """One fold's network with onnxruntime's intra-op thread count chosen from timed calls, as the package's
-    trainer chooses PyTorch's (training/cpu_threads.py): the candidates (all cores this process may use, and 1)
-    are tried interleaved on the first calls (after one warm-up call each), the lower mean is kept, and the choice
-    is tried again every ``recheck`` calls, so that a machine whose other load comes and goes is followed. Every
+    trainer chooses PyTorch's (cpu/threads.py): the candidates (all cores this process may use, and 1)
+    are tried interleaved on the first calls (after one warm-up call each), the lower median is kept (a median of
+    three: one call slowed by another process does not decide), and the choice is tried again every ``recheck``
+    calls, so that a machine whose other load comes and goes is followed. Every
     thread count gives bit-identical logits (onnxruntime splits a convolution's output, not its sums), so the
     choice changes the speed only.
 
@@ -57,7 +58,7 @@ class ThreadTunedNetwork:
     the same 5 hippocampus cases with mirroring (docs/deployment.md)."""
 
     def __init__(self, path: Path, input_name: str, output_name: str, candidates: Sequence[int],
-                 trials: int = 2, recheck: int = 128) -> None:
+                 trials: int = 3, recheck: int = 64) -> None:
         self.candidates = sorted(set(int(c) for c in candidates), reverse=True)
         self.sessions = {c: OnnxNetwork(path, input_name, output_name, c) for c in self.candidates}
         self.trials, self.recheck = trials, recheck
@@ -80,7 +81,7 @@ class ThreadTunedNetwork:
                 self.times[c].append(time.perf_counter() - t0)
             self.warm.add(c)
             if all(len(v) >= self.trials for v in self.times.values()):
-                self.chosen = min(self.candidates, key=lambda k: sum(self.times[k]) / len(self.times[k]))
+                self.chosen = min(self.candidates, key=lambda k: float(np.median(self.times[k])))
             return out
         self.calls += 1
         if self.calls >= self.recheck and len(self.candidates) > 1:
