@@ -154,7 +154,7 @@ def test_add_ratios_model_over_stock_and_speedup_stock_over_model():
 
 def test_tune_threads_times_each_network_at_its_chosen_thread_count(tmp_path, capsys):
     """--tune-threads: every network's forwards and training steps under their own thread tuners
-    (training/cpu_threads.py), the first choice made in untimed calls at every candidate count, recorded in the
+    (cpu/threads.py), the first choice made in untimed calls at every candidate count, recorded in the
     rows and the table."""
     import torch
     js = tmp_path / "rows.json"

@@ -1,4 +1,4 @@
-"""glibc allocator tuning (:mod:`nnunetv2_lightmedseg.training.cpu_allocator`): what it changes, its switch, and
+"""glibc allocator tuning (:mod:`nnunetv2_lightmedseg.cpu.allocator`): what it changes, its switch, and
 where the trainer applies it. Each setting runs in its own interpreter (a glibc setting lasts for the process)."""
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from nnunetv2_lightmedseg.training import cpu_allocator
+from nnunetv2_lightmedseg.cpu import allocator as cpu_allocator
 
 glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                                 reason="the allocator tuning uses glibc's mallopt (Linux); elsewhere it does nothing")
 
 PROBE = """
 import torch
-from nnunetv2_lightmedseg.training.cpu_allocator import configure_cpu_allocator, cpu_allocator_state
+from nnunetv2_lightmedseg.cpu.allocator import configure_cpu_allocator, cpu_allocator_state
 def rss_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):

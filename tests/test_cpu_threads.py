@@ -1,11 +1,11 @@
-"""The training's CPU thread count chosen from timed steps (:mod:`nnunetv2_lightmedseg.training.cpu_threads`):
+"""The training's CPU thread count chosen from timed steps (:mod:`nnunetv2_lightmedseg.cpu.threads`):
 the choice, when it is made again, and its switch (the trainer that uses it: tests/test_trainer.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nnunetv2_lightmedseg.training.cpu_threads import ENV_SWITCH, ThreadTuner, candidate_counts, thread_setting
+from nnunetv2_lightmedseg.cpu.threads import ENV_SWITCH, ThreadTuner, candidate_counts, thread_setting
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +137,7 @@ def _inference(module, n, shape=(1, 1, 8, 8, 8)):
 
 
 def test_inference_forwards_are_tuned_and_others_left_alone(monkeypatch):
-    from nnunetv2_lightmedseg.training.cpu_threads import attach_inference_threads, detach_inference_threads
+    from nnunetv2_lightmedseg.cpu.threads import attach_inference_threads, detach_inference_threads
     monkeypatch.delenv(ENV_SWITCH, raising=False)
     module = torch.nn.Conv3d(1, 2, 3).eval()
     hooks = attach_inference_threads(module, rounds=2)
@@ -161,7 +161,7 @@ def test_inference_forwards_are_tuned_and_others_left_alone(monkeypatch):
 
 
 def test_inference_threads_fixed_by_the_switch(monkeypatch):
-    from nnunetv2_lightmedseg.training.cpu_threads import attach_inference_threads
+    from nnunetv2_lightmedseg.cpu.threads import attach_inference_threads
     monkeypatch.setenv(ENV_SWITCH, "1")
     module = torch.nn.Conv3d(1, 2, 3).eval()
     hooks = attach_inference_threads(module)
@@ -171,7 +171,7 @@ def test_inference_threads_fixed_by_the_switch(monkeypatch):
 
 
 def test_inference_threads_report(monkeypatch):
-    from nnunetv2_lightmedseg.training.cpu_threads import attach_inference_threads, inference_threads_report
+    from nnunetv2_lightmedseg.cpu.threads import attach_inference_threads, inference_threads_report
     monkeypatch.delenv(ENV_SWITCH, raising=False)
     module = torch.nn.Conv3d(1, 2, 3).eval()
     assert inference_threads_report(module) == "the caller's thread count (nnU-Net's)"

@@ -15,7 +15,7 @@ from helpers import TINY_NAME, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg import LightMedSeg
 from nnunetv2_lightmedseg.network.variants import ANCHORS16, NETWORK_VARIANTS
 from nnunetv2_lightmedseg.training import nnUNetTrainer_LightMedSeg
-from nnunetv2_lightmedseg.training.network_config import (KEY, NetworkConfigError, build_from_record,
+from nnunetv2_lightmedseg.network.record import (KEY, NetworkConfigError, build_from_record,
                                                           constructor_options, differences, make_record)
 from nnunetv2_lightmedseg.utils.nnunet_env import trainers_folder
 
@@ -184,3 +184,37 @@ def test_recording_does_not_change_the_plans_the_trainer_was_given(tiny, env):
     t.initialize()
     assert KEY not in plans["configurations"]["3d_fullres"]  # a shallow copy shares this dict with the caller
     assert KEY in t.plans_manager.plans["configurations"]["3d_fullres"]
+
+
+def test_a_new_fold_on_thick_slice_plans_reports_no_spurious_strides_difference(tmp_path):
+    """``_record_of_trained_folds`` compares the folder's record with the network this trainer would build for
+    these plans (their strides), not the isotropic default, which reported 'strides' as changed on thick slices."""
+    import json as _json
+
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+    from nnunetv2_lightmedseg.network.record import make_record
+    from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
+
+    thick = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [1, 2, 2], [1, 2, 2]]
+    cm = ConfigurationManager({"patch_size": [10, 64, 64], "architecture": {
+        "network_class_name": "x", "arch_kwargs": {"strides": thick, "kernel_sizes": [[1, 3, 3]] * 2 + [[3, 3, 3]] * 4},
+        "_kw_requires_import": []}})
+    built = LightMedSeg(1, 4, **nnUNetTrainer_LightMedSeg.options_for_configuration(cm))
+    (tmp_path / "fold_0").mkdir()
+    (tmp_path / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    (tmp_path / "plans.json").write_text(_json.dumps({"configurations": {"3d_fullres": {
+        "lightmedseg_network": make_record(built)}}}))
+    trainer = object.__new__(nnUNetTrainer_LightMedSeg)
+    trainer.output_folder_base, trainer.configuration_name, trainer.configuration_manager = \
+        str(tmp_path), "3d_fullres", cm
+    logged = []
+    trainer.print_to_log_file = lambda *a, **k: logged.append(" ".join(map(str, a)))
+    record = trainer._record_of_trained_folds()
+    assert record["config"]["strides"] == [[1, 2, 2], [1, 2, 2], [2, 2, 2], [1, 2, 2]]
+    assert logged == []  # same network: nothing to report
+    # a folder trained with other options is still reported
+    other = make_record(LightMedSeg(1, 4, **{**nnUNetTrainer_LightMedSeg.options_for_configuration(cm),
+                                             "num_anchors": 16}))
+    (tmp_path / "plans.json").write_text(_json.dumps({"configurations": {"3d_fullres": {"lightmedseg_network": other}}}))
+    trainer._record_of_trained_folds()
+    assert len(logged) == 1 and "num_anchors" in logged[0] and "strides" not in logged[0]

@@ -173,8 +173,8 @@ def test_initialized_trainer_optimizer_loss_memory_format_and_one_step(tiny, nnu
     conv_w = [p for p in t.network.parameters() if p.ndim == 5]
     assert conv_w and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in conv_w)
     assert {id(p) for g in t.optimizer.param_groups for p in g["params"]} == {id(p) for p in t.network.parameters()}
-    # glibc's allocator tuned for the CPU training, and the log says how (training/cpu_allocator.py)
-    from nnunetv2_lightmedseg.training.cpu_allocator import cpu_allocator_state
+    # glibc's allocator tuned for the CPU training, and the log says how (cpu/allocator.py)
+    from nnunetv2_lightmedseg.cpu.allocator import cpu_allocator_state
     assert cpu_allocator_state() != "not configured"
     with open(t.log_file) as f:
         assert f"CPU allocator tuning {cpu_allocator_state()}" in f.read()
@@ -240,7 +240,7 @@ def test_checkpoint_loads_strictly_through_nnunet_predictor(tiny, nnunet_paths):
     p.network.eval()  # as nnU-Net's predict_sliding_window_return_logits does
     with torch.no_grad():
         assert torch.allclose(p.network(x), t.network(x), atol=1e-5)
-    # a CPU-only process: the predictor's network times its forwards for the thread count (training/cpu_threads.py);
+    # a CPU-only process: the predictor's network times its forwards for the thread count (cpu/threads.py);
     # the trainer's own network does not (it times whole training steps)
     assert p.network._lightmedseg_inference_threads.tuner._steps == 1
     assert not hasattr(t.network, "_lightmedseg_inference_threads")
@@ -351,9 +351,9 @@ def test_resume_from_checkpoint_resyncs_the_per_iteration_schedule(tiny, nnunet_
 
 # ------------------------------------------------------------------------------------- CPU thread count
 def test_cpu_thread_count_from_timed_steps_fixed_or_rejected(tiny, nnunet_paths, monkeypatch):
-    """On a CPU the trainer times its steps for the thread tuner (training/cpu_threads.py) and logs the choice;
+    """On a CPU the trainer times its steps for the thread tuner (cpu/threads.py) and logs the choice;
     LIGHTMEDSEG_CPU_THREADS=N fixes the count; a bad value fails at construction, before any work."""
-    from nnunetv2_lightmedseg.training.cpu_threads import ENV_SWITCH
+    from nnunetv2_lightmedseg.cpu.threads import ENV_SWITCH
     cls = ALL_TRAINERS["nnUNetTrainer_LightMedSeg_Smoke"]
     before = torch.get_num_threads()
     try:

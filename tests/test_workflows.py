@@ -232,6 +232,53 @@ def test_benchmark_predict_times_both_models_on_the_folds_validation_cases(train
     assert {(r["mirroring"], r["model"]) for r in res["rows"]} == {(m, t) for m in ("on", "off") for t in (STOCK, LMS)}
     assert all(r["cases"] == len(val) and r["seconds_per_case"]["min"] > 0 for r in res["rows"])
     assert res["info"]["threads"] == 1
-    # LightMedSeg's forwards get their thread count from training/cpu_threads.py, stock's from nnU-Net
+    # LightMedSeg's forwards get their thread count from cpu/threads.py, stock's from nnU-Net
     assert res["info"]["inference_threads"] == {STOCK: "the caller's thread count (nnU-Net's)",
                                                 LMS: "1 (the caller allows one thread: nothing to choose)"}
+
+
+def test_finetune_across_resolution_schedules_then_share_and_predict(trained, tmp_path):
+    """An isotropic model (the blob dataset) fine-tuned on thick-slice data as planned: nnU-Net's loader refuses
+    its weights, ``lightmedseg adapt-weights`` fits them, ``-pretrained_weights`` trains, and the fine-tuned model
+    goes through nnU-Net's zip export/install into a fresh results folder and predicts there."""
+    from nnunetv2_lightmedseg.data.synthetic import write_thick_slice_dataset
+
+    base = tiny_preprocessed_dataset()
+    env = env_for(tmp_path / "results")
+    write_thick_slice_dataset(base / "raw", 995, "LMSThickFT", num_train=5, num_test=2)
+    plan_and_preprocess({k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}, 995)
+    plans = json.loads((base / "preprocessed" / "Dataset995_LMSThickFT" / "nnUNetPlans.json").read_text())
+    strides = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["strides"]
+    assert any(s[0] == 1 and s[1] == 2 for s in strides[1:]), strides  # thick slices: z not pooled everywhere
+    pretrained = model_dir(trained["results"], LMS) / "fold_0" / "checkpoint_final.pth"
+    train = ["nnUNetv2_train", "995", "3d_fullres", "0", "-tr", LMS, "-device", "cpu"]
+    refused = run_console([*train, "-pretrained_weights", pretrained], env, timeout=TIMEOUT, check=False)
+    assert refused.returncode != 0 and "decoder" in (refused.stdout + refused.stderr)
+    adapted = tmp_path / "adapted.pth"
+    p = run_console(["lightmedseg", "adapt-weights", pretrained, "-d", "995", "-c", "3d_fullres", "-tr", LMS,
+                     "-o", adapted], env)
+    assert "resampled" in p.stdout and "-pretrained_weights" in p.stdout
+    again = run_console(["lightmedseg", "adapt-weights", pretrained, "-d", "995", "-c", "3d_fullres", "-tr", LMS,
+                         "-o", adapted], env, check=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    p = run_console([*train, "-pretrained_weights", adapted], env, timeout=TIMEOUT)
+    assert "Loading pretrained weights" in p.stdout
+
+    zip_file = tmp_path / "thick.zip"
+    run_console(["nnUNetv2_export_model_to_zip", "-d", "995", "-o", zip_file, "-c", "3d_fullres", "-tr", LMS,
+                 "-f", "0"], env, timeout=TIMEOUT)
+    assert run_console(["lightmedseg", "check-model", zip_file], env).returncode == 0
+    fresh = tmp_path / "fresh_results"
+    fresh_env = env_for(fresh)
+    run_console(["nnUNetv2_install_pretrained_model_from_zip", zip_file], fresh_env, timeout=TIMEOUT)
+    images = base / "raw" / "Dataset995_LMSThickFT" / "imagesTs"
+    run_console(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "pred", "-d", "995", "-c", "3d_fullres", "-f",
+                 "0", "-tr", LMS, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta",
+                 "--disable_progress_bar"], fresh_env, timeout=TIMEOUT)
+    written = seg_files(tmp_path / "pred")
+    assert len(written) == 2
+    import SimpleITK as sitk
+    for f in written:
+        ref = sitk.ReadImage(str(next(images.glob(f.replace(".nii.gz", "_0000.nii.gz")))))
+        seg = sitk.ReadImage(str(tmp_path / "pred" / f))
+        assert seg.GetSize() == ref.GetSize() and np.allclose(seg.GetSpacing(), ref.GetSpacing())

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 from torch import nn
 
 from ..network.variants import DEFAULT, variant as find_variant
-from ..training.cpu_threads import detach_inference_threads
+from ..cpu import undo_cpu_predictor
 from .default_plans import plans_for_shape
 from .plans_setup import BenchmarkSetup
 
@@ -55,7 +55,7 @@ def build_lightmedseg_network(setup: BenchmarkSetup, variant: str = DEFAULT.name
         net = trainer.build_network_architecture(setup.plans_manager, setup.configuration_manager,
                                                  setup.num_input_channels, setup.num_outputs, False)
         # the benchmark runs every network at the same thread count, or tunes every one (--tune-threads)
-        detach_inference_threads(net)
+        undo_cpu_predictor(net)
         return net, f"{trainer.__name__}.build_network_architecture"
     from ..network import LightMedSeg
     options = dict(find_variant(variant).options)

@@ -11,8 +11,8 @@ import torch
 
 from ..utils.tables import cell, table_lines
 from ..utils.timing import forward_callable, interleaved_timings, summarize
-from ..training.cpu_allocator import configure_cpu_allocator
-from ..training.cpu_threads import ThreadTuner
+from ..cpu.allocator import configure_cpu_allocator
+from ..cpu.threads import ThreadTuner
 from .entries import STOCK, ModelEntry
 from .measure import FLOP_CONVENTION, count_flops, count_parameters, cuda_available, measure_peak_memory
 from .plans_setup import BenchmarkSetup
@@ -34,7 +34,7 @@ def run_network_benchmark(setup: BenchmarkSetup, entries: Sequence[ModelEntry], 
     Forward latency uses a batch of ``forward_batch`` patches (nnU-Net's predictor: 1); the training step the
     planned batch size (``train_batch`` overrides it). Ratios to the stock row are added when one is present.
     ``tune_threads``: every network's forwards and training steps run under their own
-    :class:`~nnunetv2_lightmedseg.training.cpu_threads.ThreadTuner` (up to ``threads``), as LightMedSeg's trainer
+    :class:`~nnunetv2_lightmedseg.cpu.threads.ThreadTuner` (up to ``threads``), as LightMedSeg's trainer
     and predictor run them on a CPU; the first choice is made in untimed calls, later re-checks are timed.
     """
     say = progress or (lambda s: None)
@@ -222,7 +222,7 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
     notes = [f"set-up: {setup_desc}",
              f"forward input {tuple(r0['input_shape'])}, fp32, eval, no_grad, {info['threads']} CPU thread(s), "
              f"median of {(r0.get('latency_spread') or {}).get('n', 0)} interleaved runs after warm-up; "
-             f"torch {info['torch']}; CPU allocator tuning (training/cpu_allocator.py): "
+             f"torch {info['torch']}; CPU allocator tuning (cpu/allocator.py): "
              f"{r0.get('cpu_allocator', 'not configured')}, the same for every network (one process)",
              FLOP_CONVENTION,
              "speed-up = stock time / model time; (x%) = model / stock; memory = peak RSS above the RSS before the "
@@ -232,7 +232,7 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
                      f"batch {r0['train_batch']} ({r0.get('train_batch_source')}, the same for every network); losses: " +
                      "; ".join(f"{r['name']}: {r.get('loss')}" for r in rows))
     if r0.get("forward_threads"):
-        notes.append(f"threads chosen from timed calls (--tune-threads, training/cpu_threads.py, up to "
+        notes.append(f"threads chosen from timed calls (--tune-threads, cpu/threads.py, up to "
                      f"{info['threads']}), forward / train step: " +
                      "; ".join(f"{r['name']}: {r['forward_threads']} / {r.get('train_threads', '-')}" for r in rows))
     if has_cuda:

@@ -142,9 +142,9 @@ def run_prediction_benchmark(dataset: str, configuration: str, trainers: Sequenc
                              progress: Optional[Callable[[str], None]] = None) -> Tuple[List[dict], dict]:
     """Load each trainer's model once, time every case with each mirroring setting; return rows and run info."""
     from ..deploy.loading import load_predictor
-    from ..training.cpu_allocator import configure_cpu_allocator
-    from ..training.cpu_threads import inference_threads_report
-    from ..training.network_config import unwrap
+    from ..cpu.allocator import configure_cpu_allocator
+    from ..cpu.threads import inference_threads_report
+    from ..network.record import unwrap
 
     torch.set_num_threads(threads)
     allocator = configure_cpu_allocator()  # as LightMedSeg's predictor runs on a CPU-only machine; both models

@@ -87,8 +87,8 @@ def target_network(dataset: str, configuration: str, plans: str = "nnUNetPlans",
     network = cls.build_network_architecture(manager, cm, determine_num_input_channels(manager, cm, dataset_json),
                                              manager.get_label_manager(dataset_json).num_segmentation_heads, False)
     from ..deploy.loading import find_lightmedseg
-    from ..training.cpu_threads import detach_inference_threads
-    detach_inference_threads(network)
+    from ..cpu import undo_cpu_predictor
+    undo_cpu_predictor(network)
     if find_lightmedseg(network) is None:
         raise AdaptWeightsError(f"{trainer} does not build a LightMedSeg network")
     return network

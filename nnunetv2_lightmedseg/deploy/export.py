@@ -240,10 +240,10 @@ def benchmark_latency(network: nn.Module, runner: Optional[ExportedRunner], shap
     """Median CPU latency (seconds) of PyTorch (``threads`` intra-op threads, channels-last input, no_grad)
     and of the exported model (its runner is built with the same thread count), timed interleaved with the
     benchmark's :func:`~nnunetv2_lightmedseg.utils.timing.interleaved_timings`."""
-    from ..training.cpu_threads import detach_inference_threads
+    from ..cpu import undo_cpu_predictor
     from ..utils.timing import forward_callable, interleaved_timings
 
-    detach_inference_threads(network)  # PyTorch at exactly `threads`, like the runner (not the predictor's choice)
+    undo_cpu_predictor(network)  # PyTorch at exactly `threads`, like the runner (not the predictor's choice)
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

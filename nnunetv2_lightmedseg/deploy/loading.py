@@ -64,11 +64,11 @@ def lightmedseg_trainers_registered() -> bool:
 def check_network_records(folder: Path, fold, checkpoint: str) -> None:
     """Refuse (ModelLoadError naming the differences) a checkpoint whose network record differs in any field, the
     channel counts included, from the one in the folder's plans.json, which nnU-Net's predictor builds the network
-    from (see training.network_config). The checkpoint is read without executing code (:mod:`..checkpoints`)."""
+    from (see network.record). The checkpoint is read without executing code (:mod:`..checkpoints`)."""
     import json
 
     from ..checkpoints import load_checkpoint
-    from ..training.network_config import KEY, record_differences
+    from ..network.record import KEY, record_differences
 
     ckpt_file = Path(folder) / f"fold_{fold}" / checkpoint
     ckpt = load_checkpoint(ckpt_file)
@@ -170,7 +170,7 @@ def load_predictor(dataset: Union[int, str], configuration: str, fold: Union[int
     check_network_records(folder, fold, checkpoint)
     predictor = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False, verbose=False,
                                 verbose_preprocessing=False, allow_tqdm=False)
-    from ..training.network_config import NetworkConfigError
+    from ..network.record import NetworkConfigError
     try:
         with safe_torch_load():  # nnU-Net's loader would torch.load(weights_only=False)
             predictor.initialize_from_trained_model_folder(str(folder), (fold,), checkpoint_name=checkpoint)

@@ -7,64 +7,29 @@ splits, sliding-window validation/prediction, checkpointing and CUDA mixed preci
 nnU-Net hook                           LightMedSeg (paper section)
 =====================================  ====================================================================
 ``build_network_architecture``         ``LightMedSeg(in, out, strides, kernel_sizes, **network_options)`` (§3),
-                                       per-axis schedule from the plans' strides/kernels; one output; in a
-                                       CPU-only process (the predictor) the inference thread count from timed
-                                       forwards (:mod:`.cpu_threads`)
-``enable_deep_supervision``            False: the paper's network has one output (§3.6), no auxiliary heads;
-                                       True only for networks built with ``deep_supervision=True`` (variant)
+                                       per-axis schedule from the plans; one output; for ``nnUNetv2_predict`` in
+                                       a CPU-only process :func:`~nnunetv2_lightmedseg.cpu.setup_cpu_predictor`
+``enable_deep_supervision``            False: the paper's network has one output (§3.6); True only for networks
+                                       built with ``deep_supervision=True`` (variant)
 ``set_deep_supervision_enabled``       switches the network's auxiliary outputs (no-op without them)
 ``_get_deep_supervision_scales``       the network's own output scales (``LightMedSeg.deep_supervision_scales``)
 ``_build_loss``                        :class:`~nnunetv2_lightmedseg.loss.BoundaryCompoundLoss` (§3.7), with
-                                       ``loss_options``; wrapped in nnU-Net's ``DeepSupervisionWrapper``
-                                       (weights 1, 1/2, 1/4, normalised) when deep supervision is on
+                                       ``loss_options``; in ``DeepSupervisionWrapper`` when deep supervision is on
 ``configure_optimizers``               AdamW + per-iteration linear warm-up and cosine annealing (§4)
 ``train_step``                         stock step (grad-norm clipping at 12), then one scheduler step; on a
-                                       CPU, timed for the thread tuner (see :mod:`.cpu_threads`)
-``on_train_start``                     stock, then on a CPU device the thread count from timed steps
+                                       CPU, timed for the thread tuner (:mod:`nnunetv2_lightmedseg.cpu.threads`)
+``on_train_start``                     stock, then on a CPU the thread count from timed steps
                                        (``LIGHTMEDSEG_CPU_THREADS``: ``auto`` or a fixed count)
-``initialize``                         stock, then channels_last_3d weights on CPU; records the network's
-                                       configuration in the plans nnU-Net copies to the results folder
-``save_checkpoint``/``load_checkpoint``  stock, plus the network record (see :mod:`.network_config`)
-``num_epochs``                         300 (§4)
+``initialize``                         stock, then channels_last_3d weights on CPU; the network record in the
+                                       plans nnU-Net copies to the results folder (:mod:`nnunetv2_lightmedseg.network.record`)
+``save_checkpoint``/``load_checkpoint``  stock, plus the network record; checkpoints are read without executing
+                                       code (:mod:`nnunetv2_lightmedseg.checkpoints`)
+progress bars, Ctrl-C                  :class:`~nnunetv2_lightmedseg.training.progress.ProgressMixin`
 =====================================  ====================================================================
 
-Hyper-parameters the paper lost (its numbers were symbols in the extracted text), and why these values:
-
-* ``initial_lr = 3e-3`` (measured; was 1e-3). Peak rates 1e-3, 3e-3 and 1e-2, everything else equal, 5 x 250
-  iterations on Dataset004 fold 0, scored by nnU-Net's final validation of the 40 held-out cases (commit
-  bae9a94, docs/runs/recipe_study): mean Dice 0.803 / **0.818** / 0.805; 3e-3 - 1e-3 = +0.015, paired 95% CI
-  [+0.010, +0.020], better on 32 of 40 cases, the gain in the anterior class (+0.027) that learned slowest.
-  1e-2 moves fastest at first but its posterior class lags (pseudo Dice 0.39 after 250 iterations) and it ends
-  level with 1e-3. Reproduce: docs/benchmarks.md, section "Recipe study", with
-  ``lightmedseg benchmark results --a docs/runs/recipe_study/<1e-3 run> --b docs/runs/recipe_study/<3e-3 run>``.
-  Adam's canonical 1e-3 is where we started; nnU-Net's transformer recipes (Primus 3e-4) go lower because
-  attention layers are less stable, which this 0.48M-parameter convolutional network does not need.
-* the network's head (not a trainer attribute, listed here because it changed the recipe's result most): the
-  head's stride-2 transposed convolution has kernel 4, initialised as trilinear interpolation, instead of
-  kernel 2 (the paper lost the kernel). Two runs each of this recipe, 5 x 250 iterations, Dataset004 fold 0:
-  **0.851 and 0.852 vs 0.830 and 0.813** mean Dice (+0.021 [+0.017, +0.025] against the better block-head run,
-  37 of 40 cases better); 15.55 instead of 15.08 GFLOPs. Details and command: the docstring of
-  :class:`~nnunetv2_lightmedseg.network.LightMedSeg`; the old head: ``nnUNetTrainer_LightMedSeg_BlockHead``.
-* ``weight_decay = 1e-2``: PyTorch's AdamW default; decoupled decay of 1e-2 is the common choice for CNNs.
-  Primus uses 5e-2 for 100x more parameters, where regularisation matters more.
-* betas ``(0.9, 0.999)``: the paper says "default betas".
-* warm-up: 3% of all iterations (300 epochs x 250 = 75,000 iterations -> 2,250, i.e. 9 epochs; at least one
-  iteration), linear from ``initial_lr / warmup``; the paper says "a short warmup".
-* ``min_lr = 1e-6``: three orders below the peak, the value most cosine recipes use.
-* gradient clipping: nnU-Net's own ``train_step`` clips the gradient norm at 12; we keep it (the paper only says
-  it clips). With Adam the update size does not scale with the gradient norm, so the threshold only matters for
-  rare spikes.
-
-Training length. The paper trains "300 epochs", i.e. 300 passes over its training set: with 411 BraTS training
-cases at batch 8 that is ~51 iterations per epoch, ~15,400 iterations of 8 patches. nnU-Net's epoch is a fixed
-250 iterations whatever the dataset size, so ``num_epochs = 300`` here means 75,000 iterations, ~5x the paper's
-count of optimiser steps (and nnU-Net's own default is 1000 epochs = 250,000). We keep nnU-Net's meaning of an
-epoch, so that ``-tr nnUNetTrainer_LightMedSeg_100epochs`` and stock ``nnUNetTrainer_100epochs`` stay equal-budget
-pairs; ``nnUNetTrainer_LightMedSeg_50epochs`` (12,500 iterations) and ``_100epochs`` (25,000) bracket the
-paper's budget in optimiser steps.
-
-The schedule is stepped per iteration (see :mod:`.lr_schedule`) so that CPU-length runs still get a warm-up and
-a full cosine.
+The hyper-parameters the paper lost, and why these values: see docs/decisions.md#learning-rate,
+#optimiser-and-schedule and #epoch-length (peak learning rate 3e-3, weight decay 1e-2, betas (0.9, 0.999),
+3 % linear warm-up, cosine to 1e-6, nnU-Net's gradient clipping at 12, nnU-Net's epoch of 250 iterations).
 
 Variants change class attributes only: ``network_options`` (kwargs of :class:`LightMedSeg`),
 ``loss_options`` (kwargs of :class:`~nnunetv2_lightmedseg.loss.BoundaryCompoundLoss`) and
@@ -73,37 +38,49 @@ Variants change class attributes only: ``network_options`` (kwargs of :class:`Li
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
-import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import torch
 from torch import nn
-from torch._dynamo import OptimizedModule
 
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunetv2_lightmedseg.checkpoints import load_checkpoint, safe_torch_load
+from nnunetv2_lightmedseg.cpu import setup_cpu_predictor
+from nnunetv2_lightmedseg.cpu.allocator import ENV_SWITCH, configure_cpu_allocator
+from nnunetv2_lightmedseg.cpu.threads import ENV_SWITCH as THREADS_SWITCH, ThreadTuner, thread_setting
 from nnunetv2_lightmedseg.deploy.input_check import attach_non_finite_warning
 from nnunetv2_lightmedseg.loss.boundary_compound import BoundaryCompoundLoss
 from nnunetv2_lightmedseg.network import LightMedSeg
+from nnunetv2_lightmedseg.network.record import (KEY as NETWORK_KEY, build_from_record, check_matches, differences,
+                                                 make_record, unwrap)
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
-from nnunetv2_lightmedseg.training.cpu_allocator import ENV_SWITCH, configure_cpu_allocator
-from nnunetv2_lightmedseg.training.cpu_threads import (ENV_SWITCH as THREADS_SWITCH, ThreadTuner,
-                                                       attach_inference_threads, detach_inference_threads,
-                                                       thread_setting)
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
+from nnunetv2_lightmedseg.training.progress import ProgressMixin
 from nnunetv2_lightmedseg.utils.files import atomic_path
-from nnunetv2_lightmedseg.training.network_config import (KEY as NETWORK_KEY, build_from_record, check_matches,
-                                                          differences, make_record)
+
+#: True while a trainer builds its own network (initialize): the CPU predictor set-up is for nnU-Net's predictor only
+_BUILDING_FOR_TRAINING = False
 
 
-class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
+@contextlib.contextmanager
+def _building_for_training() -> Iterator[None]:
+    global _BUILDING_FOR_TRAINING
+    previous, _BUILDING_FOR_TRAINING = _BUILDING_FOR_TRAINING, True
+    try:
+        yield
+    finally:
+        _BUILDING_FOR_TRAINING = previous
+
+
+class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
     """nnU-Net trainer for LightMedSeg (paper §3-§4). Constructor signature identical to ``nnUNetTrainer``."""
 
     #: keyword arguments of :class:`LightMedSeg` (variants override this; {} = the paper's default network)
@@ -160,23 +137,15 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
 
         Kernels stay the paper's 3x3x3 on every level (``kernels_from_plans = False``); the variant
         ``nnUNetTrainer_LightMedSeg_PlannedKernels`` takes nnU-Net's per-stage kernels instead (``1x3x3`` where
-        nnU-Net plans ``[1, 3, 3]``). Measured on the generated thick-slice dataset (10 slices 8 mm apart,
-        4 x 50 iterations, 10 held-out cases, docs/benchmarks.md section 6, ``scripts/thick_slice_benchmark.sh``
-        plus the trainers in ``docs/runs/thick_slice``), five runs each: plans' strides with 3x3x3 kernels gave
-        mean Dice 0.837 (runs 0.77-0.87); with nnU-Net's in-plane kernels 0.649 (0.35-0.79, one run lost a class);
-        the padded isotropic network 0.558 (three runs, 0.29-0.80). The kernels are the paper's (§3); with
-        ``1x3x3`` kernels the stem, LSPM, encoder stage 1 and the last two decoder stages, which do LightMedSeg's
-        fine-scale work, see no neighbouring slice.
+        nnU-Net plans ``[1, 3, 3]``): see docs/decisions.md#planned-kernels.
         A variant's ``network_options`` may set ``strides``/``kernel_sizes`` itself (they then win). Plans
         without these entries (a custom architecture) give the paper's isotropic schedule. The plain U-Net's
         other entries (widths, convolutions per stage) do not apply to LightMedSeg.
 
         When the configuration holds a network record (``"lightmedseg_network"``, written by the trainer into the
-        plans it copies to the results folder, see :mod:`.network_config`), the network is built from that record
+        plans it copies to the results folder, see :mod:`nnunetv2_lightmedseg.network.record`), the network is built from that record
         instead of this class's options and the installed defaults: a trained model keeps its architecture.
         """
-        if not torch.cuda.is_available():
-            configure_cpu_allocator()  # a CPU-only process (nnUNetv2_predict there): see .cpu_allocator
         patch = [int(p) for p in configuration_manager.patch_size]
         if len(patch) != 3:
             raise ValueError(f"LightMedSeg is a 3D network but this configuration has a {len(patch)}D patch "
@@ -186,12 +155,8 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             network = build_from_record(record, num_input_channels, num_output_channels,
                                         source=f"the plans' '{NETWORK_KEY}' entry (plans.json of the model folder)")
         else:
-            options = dict(cls.network_options)
-            strides, kernel_sizes = cls.schedule_from_configuration(configuration_manager)
-            options.setdefault("strides", strides)
-            if cls.kernels_from_plans:
-                options.setdefault("kernel_sizes", kernel_sizes)
-            network = LightMedSeg(num_input_channels, num_output_channels, **options)
+            network = LightMedSeg(num_input_channels, num_output_channels,
+                                  **cls.options_for_configuration(configuration_manager))
         small = minimum_size_message(patch, network.divisor, network.strides, what="patch axis")
         if small:
             minimum = list(network.divisor)
@@ -201,11 +166,20 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
                              f"multiple of {minimum} per axis) and train with -c 3d_fullres_lightmedseg_planned.")
         network.deep_supervision = bool(enable_deep_supervision) and network.aux_heads is not None
         attach_non_finite_warning(network)  # a warning naming the case for NaN/Inf images (inference only)
-        if not torch.cuda.is_available():
-            # nnUNetv2_predict on a CPU-only machine: the thread count of each forward from timed forwards (see
-            # .cpu_threads); the trainer removes this again and times its training steps instead
-            attach_inference_threads(network)
+        if not torch.cuda.is_available() and not _BUILDING_FOR_TRAINING:
+            setup_cpu_predictor(network)  # nnUNetv2_predict on a CPU-only machine (the trainer times whole steps)
         return network
+
+    @classmethod
+    def options_for_configuration(cls, configuration_manager: ConfigurationManager) -> Dict[str, Any]:
+        """The ``LightMedSeg`` keyword arguments this trainer builds for a configuration without a network record:
+        the variant's ``network_options`` with the plans' strides (and kernels with ``kernels_from_plans``)."""
+        options = dict(cls.network_options)
+        strides, kernel_sizes = cls.schedule_from_configuration(configuration_manager)
+        options.setdefault("strides", strides)
+        if cls.kernels_from_plans:
+            options.setdefault("kernel_sizes", kernel_sizes)
+        return options
 
     @staticmethod
     def schedule_from_configuration(configuration_manager: ConfigurationManager):
@@ -216,8 +190,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         return schedule_from_plans(arch.get("strides"), arch.get("kernel_sizes"))
 
     def _plain_network(self) -> LightMedSeg:
-        mod = self.network.module if self.is_ddp else self.network
-        return mod._orig_mod if isinstance(mod, OptimizedModule) else mod
+        return unwrap(self.network)
 
     def set_deep_supervision_enabled(self, enabled: bool):
         """Switch the auxiliary outputs (nnU-Net calls this around validation); no-op without auxiliary heads."""
@@ -234,8 +207,8 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             folder_record = self._record_of_trained_folds()
             if folder_record is not None:
                 self._use_record(folder_record)
-        super().initialize()
-        detach_inference_threads(self._plain_network())  # training times whole steps (on_train_start)
+        with _building_for_training():
+            super().initialize()
         # the plans nnU-Net copies to the results folder (on_train_start) now describe the network built, so that
         # nnUNetPredictor rebuilds exactly this network whatever plugin version is installed then
         self._use_record(make_record(self._plain_network()))
@@ -247,7 +220,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             self.network.to(memory_format=torch.channels_last_3d)
             # glibc keeps freed activations for reuse instead of page-faulting fresh memory in every op
             self.print_to_log_file(f"LightMedSeg: CPU allocator tuning {configure_cpu_allocator()} "
-                                   f"(see nnunetv2_lightmedseg.training.cpu_allocator; {ENV_SWITCH}=0 switches it off)")
+                                   f"(see nnunetv2_lightmedseg.cpu.allocator; {ENV_SWITCH}=0 switches it off)")
         net = self._plain_network()
         self.print_to_log_file(
             f"LightMedSeg: {sum(p.numel() for p in self.network.parameters()):,} parameters, configuration "
@@ -256,7 +229,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             f"{self.lr_scheduler.total_iterations} iterations, cosine to {self.min_lr}")
 
     # ---------------------------------------------------------------------------------------------------- #
-    # the network record (plans copy in the results folder, checkpoints); see network_config
+    # the network record (plans copy in the results folder, checkpoints); see network/record.py
     def _use_record(self, record: Dict[str, Any]) -> None:
         """Make ``record`` the network of this trainer's configuration, in the plans manager's plans (what
         on_train_start copies to the results folder) and in the configuration manager (what
@@ -281,8 +254,10 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         from batchgenerators.utilities.file_and_folder_operations import load_json
         record = load_json(plans_file).get("configurations", {}).get(self.configuration_name, {}).get(NETWORK_KEY)
         if isinstance(record, dict) and isinstance(record.get("config"), dict):
+            # the network this trainer would build here now: its options with these plans' schedule (not the
+            # isotropic default, which reported a spurious 'strides' difference on thick-slice plans)
             mine = LightMedSeg(int(record.get("input_channels", 1)), int(record.get("num_classes", 2)),
-                               **self.network_options).config
+                               **self.options_for_configuration(self.configuration_manager)).config
             diff = differences(record.get("config", {}), mine)
             if diff:
                 self.print_to_log_file(
@@ -355,7 +330,7 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
         return optimizer, scheduler
 
     # ---------------------------------------------------------------------------------------------------- #
-    # CPU threads: chosen from timed steps (see .cpu_threads)
+    # CPU threads: chosen from timed steps (see nnunetv2_lightmedseg.cpu.threads)
     _thread_tuner: Optional[ThreadTuner] = None
 
     def on_train_start(self):
@@ -376,77 +351,5 @@ class nnUNetTrainer_LightMedSeg(nnUNetTrainer):
             out = super().train_step(batch)
         # per-iteration schedule; nnU-Net's on_train_epoch_start re-syncs it to epoch * iterations_per_epoch
         self.lr_scheduler.step()
-        self._advance_progress(out)
+        self.advance_progress(out)
         return out
-
-    # ---------------------------------------------------------------------------------------------------- #
-    # feedback: a progress bar inside each epoch, one line on Ctrl-C
-    _progress = None
-
-    def show_progress(self) -> bool:
-        """Progress bars only on an interactive terminal (never in log files or pipes), on the first worker."""
-        return self.local_rank == 0 and sys.stdout.isatty() and sys.stderr.isatty()
-
-    def _open_progress(self, total: int, what: str) -> None:
-        self._close_progress()
-        if self.show_progress():
-            from tqdm import tqdm
-            self._progress = tqdm(total=total, desc=f"epoch {self.current_epoch} {what}", unit="it", leave=False,
-                                  dynamic_ncols=True, bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| "
-                                                                 "{rate_fmt}, {remaining} left{postfix}")
-
-    def _advance_progress(self, out: dict) -> None:
-        if self._progress is not None:
-            if "loss" in out:
-                self._progress.set_postfix_str(f"loss {float(out['loss']):.4f}", refresh=False)
-            self._progress.update(1)
-
-    def _close_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-
-    def on_train_epoch_start(self):
-        super().on_train_epoch_start()
-        self._open_progress(self.num_iterations_per_epoch, "training")
-
-    def on_train_epoch_end(self, train_outputs: List[dict]):
-        self._close_progress()
-        super().on_train_epoch_end(train_outputs)
-
-    def on_validation_epoch_start(self):
-        super().on_validation_epoch_start()
-        self._open_progress(self.num_val_iterations_per_epoch, "validation")
-
-    def validation_step(self, batch: dict) -> dict:
-        out = super().validation_step(batch)
-        self._advance_progress(out)
-        return out
-
-    def on_validation_epoch_end(self, val_outputs: List[dict]):
-        self._close_progress()
-        super().on_validation_epoch_end(val_outputs)
-
-    def interrupted_message(self) -> str:
-        """The one line printed when training is interrupted: what is kept and the command that resumes."""
-        kept = [name for name in ("checkpoint_latest.pth", "checkpoint_best.pth")
-                if os.path.isfile(os.path.join(self.output_folder, name))]
-        plans = "" if self.plans_manager.plans_name == "nnUNetPlans" else f" -p {self.plans_manager.plans_name}"
-        resume = (f"nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} {self.fold} "
-                  f"-tr {type(self).__name__}{plans} -device {self.device.type} --c")
-        if kept:
-            return (f"training interrupted in epoch {self.current_epoch}; kept {' and '.join(kept)} in "
-                    f"{self.output_folder} (checkpoint_latest.pth is written every {self.save_every} epochs); resume "
-                    f"with: {resume}")
-        return (f"training interrupted in epoch {self.current_epoch} before a checkpoint was written (nnU-Net writes "
-                f"checkpoint_latest.pth every {self.save_every} epochs), so `{resume}` starts over")
-
-    def run_training(self):
-        """nnU-Net's training loop; Ctrl-C ends it with one line (what was kept, how to resume), no traceback."""
-        try:
-            super().run_training()
-        except KeyboardInterrupt:
-            self._close_progress()
-            if self.local_rank == 0:
-                print(f"\n{self.interrupted_message()}", file=sys.stderr, flush=True)
-            raise SystemExit(130) from None

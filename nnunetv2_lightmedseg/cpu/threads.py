@@ -175,7 +175,7 @@ class ThreadTuner:
         if self.log is not None:
             timed = ", ".join(f"{c} thread{'s' if c > 1 else ''} {m:.3f} s" for c, m in means.items())
             self.log(f"LightMedSeg: training on {self.threads} CPU thread{'s' if self.threads > 1 else ''} "
-                     f"({self._reason}; mean step time {timed}; see nnunetv2_lightmedseg.training.cpu_threads, "
+                     f"({self._reason}; mean step time {timed}; see nnunetv2_lightmedseg.cpu.threads, "
                      f"{ENV_SWITCH}=N fixes the count)")
 
 

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Mapping
 from torch import nn
 
 from ..errors import LightMedSegError
-from ..network import LightMedSeg
+from .lightmedseg import LightMedSeg
 
 KEY = "lightmedseg_network"
 
