@@ -321,7 +321,12 @@ def test_bad_paths_and_inputs_are_clear_errors(results_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(bad / "debug.json") in err and "num_iterations_per_epoch" in err
 
-    assert cli(["benchmark", "curves", str(results_root), "--overwrite"]) == 2
-    assert "--archive" in capsys.readouterr().err
+    existing = tmp_path / "mine.json"
+    existing.write_text("keep")  # an existing --json/--plot file is kept without --overwrite
+    assert cli(["benchmark", "curves", str(results_root), "--json", str(existing)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and existing.read_text() == "keep"
+    assert cli(["benchmark", "curves", str(results_root), "--json", str(existing), "--overwrite"]) == 0
+    assert json.loads(existing.read_text()) and not list(tmp_path.glob(".mine.json.*"))
+    capsys.readouterr()
     assert cli(["benchmark", "curves", str(results_root), "--plot", str(tmp_path / "no" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -298,7 +298,7 @@ def plot_curves(runs: Sequence[dict], path: str, title: str = DEFAULT_TITLE,
     pseudo Dice; dashed line: ``reference`` (None: none). Returns the ``matplotlib.figure.Figure`` written."""
     from matplotlib.lines import Line2D
 
-    from ..utils.figures import new_figure
+    from ..utils.figures import new_figure, save_png
 
     fig = new_figure(figsize=(12.5, 5.0))
     ax_it, ax_h = fig.subplots(1, 2, sharey=True)
@@ -355,7 +355,7 @@ def plot_curves(runs: Sequence[dict], path: str, title: str = DEFAULT_TITLE,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)
     return fig
 
 

@@ -243,7 +243,7 @@ def format_table(rows: List[dict], setup_desc: str, info: dict) -> str:
 def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
     """Bars of params, GMACs, CPU latency (IQR error bars), train-step time and peak memory; log scale for the
     counts (they span two orders of magnitude); each bar labelled with its ratio to stock."""
-    from ..utils.figures import new_figure
+    from ..utils.figures import new_figure, save_png
 
     panels = [("params", "parameters (M)", 1e-6, True), ("macs", "GMACs / forward", 1e-9, True),
               ("latency_s", "CPU forward (s)", 1.0, False), ("train_step_s", "train step (s)", 1.0, False),
@@ -280,4 +280,4 @@ def plot_network_rows(rows: List[dict], path: str, title: str) -> None:
         ax.margins(y=0.15)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)

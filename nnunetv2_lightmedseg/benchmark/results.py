@@ -237,7 +237,7 @@ def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
     """Left: overall Dice per label (pooled cases) for A and B, annotated with B - A and its paired-bootstrap 95% CI
     (drawn as an error bar on B's bar, shifted by A's mean); right: per-case foreground-mean Dice, B against A,
     with the identity line."""
-    from ..utils.figures import new_figure
+    from ..utils.figures import new_figure, save_png
 
     labels = cmp["labels"] + [FG]
     fig = new_figure(figsize=(11, 4.6))
@@ -279,4 +279,4 @@ def plot_results(cmp: dict, name_a: str, name_b: str, path: str) -> None:
         ax2.set_title(f"per-case fg-mean Dice (n={s['n']}, B-A {s['mean_diff']:+.4f}, "
                       f"CI [{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}])", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)

@@ -31,6 +31,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -101,6 +102,7 @@ def add_parser(subparsers) -> None:
                    help="also measure stock in channels_last_3d (labelled; nnU-Net itself does not convert)")
     n.add_argument("--json", metavar="FILE", help="write the rows as a JSON list")
     n.add_argument("--plot", metavar="FILE.png", help="write a bar chart (PNG)")
+    n.add_argument("--overwrite", action="store_true", help="replace existing --json/--plot files")
     n.set_defaults(func=run_network)
 
     pr = sub.add_parser("predict", help="cases per minute of nnU-Net's predictor for two trained models",
@@ -124,6 +126,7 @@ def add_parser(subparsers) -> None:
                     help="synthetic CPU load: N busy processes run beside the measurement (default %(default)s)")
     pr.add_argument("--warmup", type=int, default=1, help="untimed warm-up cases per model (default %(default)s)")
     pr.add_argument("--json", metavar="FILE", help="write the rows and the run's settings as JSON")
+    pr.add_argument("--overwrite", action="store_true", help="replace existing --json/--plot files")
     pr.set_defaults(func=run_predict)
 
     r = sub.add_parser("results", help="compare two trained nnU-Net result folders (Dice, epoch time)",
@@ -150,6 +153,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
     r.add_argument("--plot", metavar="FILE.png",
                    help="write a figure: Dice per label with B - A and its 95%% CI, and per-case Dice B against A")
+    r.add_argument("--overwrite", action="store_true", help="replace existing --json/--plot files")
     r.set_defaults(func=run_results)
 
     from ..benchmark.curves import DEFAULT_REFERENCE, DEFAULT_REFERENCE_LABEL, DEFAULT_TITLE
@@ -169,8 +173,24 @@ def add_parser(subparsers) -> None:
     c.add_argument("--archive", metavar="DIR",
                    help="copy each run's debug.json, training_log_*.txt and validation/summary.json (nothing else) "
                         "to DIR/TRAINER__PLANS__CONFIG/fold_X/ (nnU-Net's layout)")
-    c.add_argument("--overwrite", action="store_true", help="with --archive: replace existing different files")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace existing --json/--plot files and, with --archive, existing different files")
     c.set_defaults(func=run_curves)
+
+
+@contextlib.contextmanager
+def _json_output(path: str):
+    """An open text file whose content replaces ``path`` atomically when the block ends without error."""
+    from ..utils.files import atomic_path
+    with atomic_path(path, suffix=".json") as tmp, open(tmp, "w") as f:
+        yield f
+
+
+def _refuse_existing_outputs(args: argparse.Namespace) -> None:
+    """Refuse (exit 2, one line) to replace an existing --json/--plot file without --overwrite, before any work."""
+    from ..utils.files import refuse_existing
+    refuse_existing([p for p in (getattr(args, "json", None), getattr(args, "plot", None)) if p],
+                    getattr(args, "overwrite", False))
 
 
 def _fail(msg: str) -> int:
@@ -189,6 +209,7 @@ def _jsonable(o):
 
 
 def run_network(args: argparse.Namespace) -> int:
+    _refuse_existing_outputs(args)
     from ..benchmark.default_plans import plans_for_shape
     from ..benchmark.entries import default_entries, parse_variants
     from ..benchmark.load import background_load, load_average
@@ -235,7 +256,7 @@ def run_network(args: argparse.Namespace) -> int:
         print(f"synthetic load: {args.load} busy process(es); load average (1 min) "
               f"{info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after")
     if args.json:
-        with open(args.json, "w") as f:
+        with _json_output(args.json) as f:
             json.dump(_jsonable(rows), f, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
@@ -245,6 +266,7 @@ def run_network(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    _refuse_existing_outputs(args)
     from ..benchmark import predict as P
     from ..deploy.loading import ModelLoadError, model_folder
 
@@ -295,13 +317,14 @@ def run_predict(args: argparse.Namespace) -> int:
     print()
     print(P.format_prediction_table(rows, header))
     if args.json:
-        with open(args.json, "w") as f:
+        with _json_output(args.json) as f:
             json.dump(_jsonable({"rows": rows, "info": info, "cases": [c[0] for c in cases]}), f, indent=2)
         print(f"wrote {args.json}")
     return 0
 
 
 def run_results(args: argparse.Namespace) -> int:
+    _refuse_existing_outputs(args)
     from ..benchmark import results as R
     from ..utils.summary import load_summary
 
@@ -358,7 +381,7 @@ def run_results(args: argparse.Namespace) -> int:
         print(R.format_results(tcmp, name_a, name_b))
         out["test"] = tcmp
     if args.json:
-        with open(args.json, "w") as f:
+        with _json_output(args.json) as f:
             json.dump(_jsonable(out), f, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
@@ -368,11 +391,10 @@ def run_results(args: argparse.Namespace) -> int:
 
 
 def run_curves(args: argparse.Namespace) -> int:
+    _refuse_existing_outputs(args)
     from ..benchmark import curves as C
 
     try:
-        if args.overwrite and not args.archive:
-            raise ValueError("--overwrite only applies with --archive DIR")
         if not args.no_reference and not 0.0 <= args.reference <= 1.0:
             raise ValueError(f"--reference is a Dice between 0 and 1, got {args.reference}")
         for path in (args.json, args.plot):
@@ -388,7 +410,7 @@ def run_curves(args: argparse.Namespace) -> int:
     if args.json:
         out = {"runs": runs, "reference": None if reference is None else
                {"dice": reference, "label": args.reference_label}, "method": C.METHOD}
-        with open(args.json, "w") as f:
+        with _json_output(args.json) as f:
             json.dump(_jsonable(out), f, indent=2)
         print(f"wrote {args.json}")
     if args.plot:

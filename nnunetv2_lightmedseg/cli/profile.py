@@ -61,6 +61,7 @@ def add_parser(subparsers) -> None:
                         "not convert; labelled separately)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--json", metavar="FILE", help="write the model card and the measured rows as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=run)
 
 
@@ -70,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark.entries import default_entries, lightmedseg_entry
     from ..benchmark.network import format_table, machine_info, run_network_benchmark
 
+    from ..utils.files import atomic_write_text, refuse_existing
+
+    if args.json:
+        refuse_existing([args.json], args.overwrite)  # before the measurement, not after it
     variant = DEFAULT.name if args.variant in ("ghost", "default") else args.variant
     try:
         parse_variants(variant)
@@ -144,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
                 "input_shape": list(shape), "params": n_params, "params_per_module": breakdown,
                 "macs_per_module": {k: v // 2 for k, v in comp.items()}, "macs": total_flops // 2,
                 "flops": total_flops, "flop_convention": FLOP_CONVENTION}
-        with open(args.json, "w") as f:
-            json.dump({"model_card": card, "rows": measured, "machine": info}, f, indent=2)
+        atomic_write_text(args.json, json.dumps({"model_card": card, "rows": measured, "machine": info}, indent=2))
         print(f"wrote {args.json}")
     return 0

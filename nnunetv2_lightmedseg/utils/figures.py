@@ -12,3 +12,12 @@ def new_figure(**kwargs):
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)
     return fig
+
+
+def save_png(fig, path, **kwargs) -> None:
+    """``fig.savefig`` as PNG to ``path`` atomically (a temporary file in the same folder, then ``os.replace``), so
+    an interrupt never leaves half an image where the user's file was."""
+    from .files import atomic_path
+
+    with atomic_path(str(path), suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", **kwargs)
