@@ -273,3 +273,22 @@ def test_non_finite_image_gets_a_warning_naming_the_case():
         net.train()
         net(bad)  # training: no check
     assert not [w for w in caught if "NaN/Inf" in str(w.message)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_in_the_first_second_prints_one_line_not_a_traceback(delay):
+    """SIGINT while the command is still importing PyTorch/nnU-Net (its first second): exit 130, one line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lms = Path(sys.executable).with_name("lightmedseg")
+    p = subprocess.Popen([str(lms), "profile", "--shape", "32", "32", "32", "--runs", "50", "--no-memory"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert p.returncode == 130 and "interrupted (Ctrl-C)" in err
