@@ -182,7 +182,7 @@ def test_demo_keeps_what_it_trained_and_says_where(tmp_path, monkeypatch, capsys
     assert model.read_text() == "weights" and (work / "demo_summary.json").is_file()
     assert f"Kept everything in {work}" in out and str(model.parent.parent) in out
     # a second run does not replace the first one without --overwrite
-    assert run_fake_demo(monkeypatch, work) == 1
+    assert run_fake_demo(monkeypatch, work) == 2
     assert "holds a previous `lightmedseg demo` run" in capsys.readouterr().err and model.is_file()
     assert run_fake_demo(monkeypatch, work, "--overwrite") == 0
 
@@ -219,7 +219,7 @@ def test_demo_clean_removes_only_what_it_created(tmp_path, monkeypatch, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    assert run_fake_demo(monkeypatch, foreign, "--clean") == 1 and (foreign / "notes.txt").read_text() == "mine"
+    assert run_fake_demo(monkeypatch, foreign, "--clean") == 2 and (foreign / "notes.txt").read_text() == "mine"
     capsys.readouterr()
 
 

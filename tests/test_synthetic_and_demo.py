@@ -207,8 +207,8 @@ def test_demo_refuses_foreign_workdir_and_cli_reports_errors(tmp_path, capsys):
     assert not (work / "nnUNet_raw").exists() and (target / "keep.txt").is_file()
     # the CLI prints the message (no traceback) and exits 1
     from nnunetv2_lightmedseg.cli.main import main
-    assert main(["demo", "--dataset", str(tmp_path / "Dataset007_Absent"), "--workdir", str(tmp_path / "w")]) == 1
-    assert "lightmedseg demo: error: --dataset" in capsys.readouterr().err
+    assert main(["demo", "--dataset", str(tmp_path / "Dataset007_Absent"), "--workdir", str(tmp_path / "w")]) == 2
+    assert "lightmedseg demo: --dataset" in capsys.readouterr().err
 
 
 def test_env_for_nnunet_commands(tmp_path):

@@ -46,7 +46,7 @@ from ..demo.dataset import check_raw_dataset
 from ..demo.report import print_kept, print_report
 from ..demo.workdir import clean_workdir, prepare_workdir
 from ..utils.nnunet_env import ENV_VAR, FOLDERS, nnunet_env, planning_env, training_env
-from ..utils.process import CommandError, console_script, run_step
+from ..utils.process import console_script, run_step
 from ..utils.summary import named_dice
 from .options import add_device, add_disable_tta
 
@@ -210,9 +210,7 @@ def main(args: argparse.Namespace) -> int:
     except DemoInterrupted as e:
         print(f"\nlightmedseg demo: {e}", file=sys.stderr)
         return 130
-    except (DemoError, CommandError) as e:
-        print(f"lightmedseg demo: error: {e}", file=sys.stderr)
-        return 1
+    # DemoError / CommandError (a failed step): one line, exit 2, from cli/main's one error path
     return 0
 
 
