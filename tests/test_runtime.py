@@ -349,7 +349,7 @@ def test_thread_tuner_keeps_the_faster_count_and_tries_again():
         return run
 
     net = ThreadTunedNetwork.__new__(ThreadTunedNetwork)
-    net.candidates, net.trials, net.recheck = [2, 1], 3, 5
+    net.candidates, net.trials, net.recheck, net.max_recheck, net.chosen = [2, 1], 3, 5, 1024, None
     net.sessions = {2: fake(2, 0.03), 1: fake(1, 0.001)}
     net._start_trial()
     x = np.ones(3, np.float32)
@@ -360,7 +360,11 @@ def test_thread_tuner_keeps_the_faster_count_and_tries_again():
     for _ in range(4):
         net(x)
     assert calls == [1] * 4
-    net.sessions[1], net.sessions[2] = fake(1, 0.03), fake(2, 0.001)  # the load moved
-    for _ in range(1 + 8):
+    net(x)  # the fifth call starts a check; it keeps 1 thread, so the next check comes after 10 calls
+    for _ in range(8):
         net(x)
-    assert net.chosen == 2
+    assert net.chosen == 1 and net.recheck == 10
+    net.sessions[1], net.sessions[2] = fake(1, 0.03), fake(2, 0.001)  # the load moved
+    for _ in range(10 + 8):
+        net(x)
+    assert net.chosen == 2 and net.recheck == 10

@@ -25,7 +25,7 @@ def available_cores() -> int:
 class OnnxNetwork:
     """One fold's ONNX network on onnxruntime's CPU provider: numpy (1, c, x, y, z) float32 -> logits."""
 
-    def __init__(self, path: Path, input_name: str, output_name: str, threads: int) -> None:
+    def __init__(self, path: Path, input_name: str, output_name: str, threads: int, spin: bool = True) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -33,7 +33,7 @@ class OnnxNetwork:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads == 1:
+        if threads == 1 or not spin:  # idle pool threads must not spin on the cores the other session needs
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -50,7 +50,9 @@ class ThreadTunedNetwork:
     trainer chooses PyTorch's (cpu/threads.py): the candidates (all cores this process may use, and 1)
     are tried interleaved on the first calls (after one warm-up call each), the lower median is kept (a median of
     three: one call slowed by another process does not decide), and the choice is tried again every ``recheck``
-    calls, so that a machine whose other load comes and goes is followed. Every
+    calls (twice as many calls after each check that keeps the choice, up to 1024), so that a machine whose
+    other load comes and goes is followed. The tuned sessions do not spin-wait between calls (onnxruntime's
+    ``allow_spinning`` off), so that the idle one does not slow the other on a shared machine. Every
     thread count gives bit-identical logits (onnxruntime splits a convolution's output, not its sums), so the
     choice changes the speed only.
 
@@ -60,13 +62,15 @@ class ThreadTunedNetwork:
     def __init__(self, path: Path, input_name: str, output_name: str, candidates: Sequence[int],
                  trials: int = 3, recheck: int = 64) -> None:
         self.candidates = sorted(set(int(c) for c in candidates), reverse=True)
-        self.sessions = {c: OnnxNetwork(path, input_name, output_name, c) for c in self.candidates}
-        self.trials, self.recheck = trials, recheck
+        self.sessions = {c: OnnxNetwork(path, input_name, output_name, c, spin=False) for c in self.candidates}
+        self.trials, self.recheck, self.max_recheck = trials, recheck, 1024
+        self.chosen = None
         self._start_trial()
 
     def _start_trial(self) -> None:
         self.times = {c: [] for c in self.candidates}
         self.warm = set()
+        self.previous: Optional[int] = self.chosen
         self.chosen: Optional[int] = None
         self.calls = 0
 
@@ -82,6 +86,8 @@ class ThreadTunedNetwork:
             self.warm.add(c)
             if all(len(v) >= self.trials for v in self.times.values()):
                 self.chosen = min(self.candidates, key=lambda k: float(np.median(self.times[k])))
+                if self.chosen == self.previous:  # a check that keeps the choice: the next one comes later
+                    self.recheck = min(2 * self.recheck, self.max_recheck)
             return out
         self.calls += 1
         if self.calls >= self.recheck and len(self.candidates) > 1:
