@@ -64,7 +64,7 @@ def nnunet_trainer_variants_folder() -> Path:
     spec = importlib.util.find_spec("nnunetv2")
     if spec is None or not spec.submodule_search_locations:
         raise RegistrationError("nnunetv2 is not installed in this Python environment "
-                                "(pip install nnunetv2-lightmedseg installs it).")
+                                "(pip install -e . in the clone, or the wheel, installs it).")
     folder = Path(list(spec.submodule_search_locations)[0]) / "training" / "nnUNetTrainer" / "variants"
     if not (folder / "__init__.py").is_file():
         raise RegistrationError(f"{folder} is not nnU-Net's trainer variants package (nnunetv2 >= 2.8 expected).")

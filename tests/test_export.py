@@ -39,7 +39,7 @@ def test_wrapper_matches_network_at_odd_sizes():
 def test_export_network_dynamic_sizes(tmp_path, fmt, options):
     """Exported at one size, the model must match PyTorch at a different, non-multiple-of-16 size and batch."""
     if fmt == "onnx" and not HAVE_ONNX:
-        pytest.skip("onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+        pytest.skip("onnx/onnxruntime not installed: pip install -e '.[export]' in the clone")
     torch.manual_seed(0)
     net = LightMedSeg(2, 3, **options).eval()
     path = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
@@ -78,7 +78,7 @@ def test_cpu_layout_is_channels_last_except_in_onnx_export(tmp_path):
         assert _input_layouts(net, x) == [True]  # and eager again after the export
 
 
-@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install -e '.[export]' in the clone")
 def test_export_of_a_channels_last_network(tmp_path):
     """The trainer converts the network's weights to channels_last_3d on the CPU; such a network exports as well."""
     torch.manual_seed(0)
@@ -93,7 +93,7 @@ def test_export_of_a_channels_last_network(tmp_path):
 @pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
 def test_export_cli_from_trained_model(tmp_path, fmt, suffix, capsys):
     if fmt == "onnx" and not HAVE_ONNX:
-        pytest.skip("onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+        pytest.skip("onnx/onnxruntime not installed: pip install -e '.[export]' in the clone")
     from tiny_model import CONFIG, FOLD, TINY_ID, TRAINER, trained_model_results
     from nnunetv2_lightmedseg.cli.main import main
 
@@ -143,7 +143,7 @@ def test_export_cli_fails_on_tolerance_and_bad_folder(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ --benchmark
-@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install -e '.[export]' in the clone")
 def test_benchmark_latency_times_both_runtimes_and_restores_the_thread_count(tmp_path):
     from nnunetv2_lightmedseg.deploy.export import benchmark_latency
 
@@ -171,7 +171,7 @@ def test_export_benchmark_cli_bad_arguments(capsys):
 
 
 @pytest.mark.slow  # exports at 64^3 (on purpose: the timed size differs from the export size)
-@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install -e '.[export]' in the clone")
 def test_export_benchmark_cli_untrained_network(tmp_path, capsys):
     from nnunetv2_lightmedseg.cli.main import main
 
@@ -186,7 +186,7 @@ def test_export_benchmark_cli_untrained_network(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install nnunetv2-lightmedseg[export]")
+@pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed: pip install -e '.[export]' in the clone")
 def test_export_benchmark_cli_trained_model(tmp_path, capsys):
     from tiny_model import CONFIG, FOLD, TINY_ID, TRAINER, trained_model_results
     from nnunetv2_lightmedseg.cli.main import main

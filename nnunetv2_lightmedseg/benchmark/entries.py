@@ -14,8 +14,6 @@ from .plans_setup import BenchmarkSetup
 
 #: the LightMedSeg variants measurable by name, in the paper's table order
 MEASURABLE_VARIANTS: Dict[str, Variant] = {v.name: v for v in PAPER}
-# the former name, still imported by cli/benchmark.py
-VARIANTS = MEASURABLE_VARIANTS
 #: the row of stock nnU-Net
 STOCK = "nnunet"
 

@@ -36,7 +36,7 @@ import json
 import os
 import sys
 
-from ..benchmark.entries import VARIANTS
+from ..benchmark.entries import MEASURABLE_VARIANTS
 from ..network.variants import ANCHORS_PREFIX, DEFAULT
 from .options import DEFAULT_CHECKPOINT, add_checkpoint, add_device, add_disable_tta, add_shape, plain
 
@@ -82,7 +82,7 @@ def add_parser(subparsers) -> None:
                    help="with --shape: classes incl. background (default %(default)s)")
     n.add_argument("--batch", type=int, default=2, help="with --shape: training batch size (default %(default)s); "
                                                         "with -d the planned batch size is used")
-    others = [v for v in VARIANTS if v != DEFAULT.name and not v.startswith(ANCHORS_PREFIX)]
+    others = [v for v in MEASURABLE_VARIANTS if v != DEFAULT.name and not v.startswith(ANCHORS_PREFIX)]
     n.add_argument("--variants", default="", help="comma-separated LightMedSeg variants besides the default: "
                                                   + ",".join(others + [f"{ANCHORS_PREFIX}N"]))
     n.add_argument("--runs", type=int, default=5, help="timed forwards per model (default %(default)s)")

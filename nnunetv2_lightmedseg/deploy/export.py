@@ -45,7 +45,7 @@ from ..utils.files import atomic_path, atomic_write_text
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
-EXTRA_HINT = "pip install nnunetv2-lightmedseg[export]"
+EXTRA_HINT = "pip install -e '.[export]' in the clone (or the wheel with [export])"
 
 
 class ExportError(LightMedSegError):
