@@ -330,3 +330,23 @@ def test_bad_paths_and_inputs_are_clear_errors(results_root, tmp_path, capsys):
     capsys.readouterr()
     assert cli(["benchmark", "curves", str(results_root), "--plot", str(tmp_path / "no" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_several_named_reference_lines(results_root, tmp_path, capsys):
+    """ACDC's figure carries two references (the paper's 91.24 and nnU-Net's 91.54), each with its source."""
+    png, js = tmp_path / "acdc.png", tmp_path / "acdc.json"
+    assert cli(["benchmark", "curves", str(results_root), "--plot", str(png), "--json", str(js),
+                "--reference", "0.9124", "--reference-label", "LightMedSeg paper, ACDC",
+                "--reference", "0.9154", "--reference-label", "nnU-Net 3d_fullres, ACDC 5-fold"]) == 0
+    data = json.loads(js.read_text())
+    assert data["references"] == [{"dice": 0.9124, "label": "LightMedSeg paper, ACDC"},
+                                  {"dice": 0.9154, "label": "nnU-Net 3d_fullres, ACDC 5-fold"}]
+    fig = C.plot_curves(C.load_runs([str(results_root)]), str(tmp_path / "b.png"),
+                        references=[(0.9124, "paper"), (0.9154, "nnU-Net")])
+    styles = sorted({(str(ln.get_linestyle()), float(ln.get_ydata()[0])) for ln in fig.axes[0].get_lines()
+                     if ln.get_linestyle() in ("--", ":")})
+    assert styles == [("--", 0.9124), (":", 0.9154)]
+    capsys.readouterr()
+    assert cli(["benchmark", "curves", str(results_root), "--reference", "0.9", "--reference", "0.8",
+                "--reference-label", "only one"]) == 2
+    assert "one --reference-label per --reference" in capsys.readouterr().err

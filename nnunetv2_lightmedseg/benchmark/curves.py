@@ -290,12 +290,18 @@ def _latest_per_epoch(curve: Sequence[dict]) -> List[dict]:
     return [last[k] for k in sorted(last)]
 
 
+#: line styles of the reference lines, in the order given
+REFERENCE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
+
+
 def plot_curves(runs: Sequence[dict], path: str, title: str = DEFAULT_TITLE,
                 reference: Optional[float] = DEFAULT_REFERENCE,
-                reference_label: str = DEFAULT_REFERENCE_LABEL):
+                reference_label: str = DEFAULT_REFERENCE_LABEL,
+                references: Optional[Sequence[Tuple[float, str]]] = None):
     """Two panels: mean Dice vs training iterations (log x) and vs training hours. Big markers joined per family
     (sorted by iterations): final validation foreground-mean Dice; thin faint lines: each run's per-epoch mean
-    pseudo Dice; dashed line: ``reference`` (None: none). Returns the ``matplotlib.figure.Figure`` written."""
+    pseudo Dice; dashed line: ``reference`` (None: none), or one line per ``(dice, label)`` of ``references`` (e.g.
+    a paper's figure and nnU-Net's published level), each in its own style. Returns the figure written."""
     from matplotlib.lines import Line2D
 
     from ..utils.figures import new_figure, save_png
@@ -335,10 +341,12 @@ def plot_curves(runs: Sequence[dict], path: str, title: str = DEFAULT_TITLE,
                 ax.annotate(f"{yi:.3f}", (xi, yi), xytext=(0, 7), textcoords="offset points", ha="center",
                             fontsize=7, color=colours[fam])
     handles.append(Line2D([], [], color="0.3", lw=0.8, alpha=0.5, label="per-epoch pseudo Dice (training log)"))
-    if reference is not None:
+    if references is None:
+        references = [] if reference is None else [(reference, reference_label)]
+    for (value, label), style in zip(references, REFERENCE_STYLES):
         for ax in (ax_it, ax_h):
-            ax.axhline(reference, color="k", ls="--", lw=1, zorder=1)
-        handles.append(Line2D([], [], color="k", ls="--", lw=1, label=f"{reference:g}: {reference_label}"))
+            ax.axhline(value, color="k", ls=style, lw=1, zorder=1)
+        handles.append(Line2D([], [], color="k", ls=style, lw=1, label=f"{value:g}: {label}"))
 
     ax_it.set_xscale("log")
     _plain_log_ticks(ax_it)

@@ -165,9 +165,10 @@ def add_parser(subparsers) -> None:
     c.add_argument("--json", metavar="FILE", help="write every run (settings, per-epoch curve, final Dice) as JSON")
     c.add_argument("--plot", metavar="FILE.png", help="write the two-panel figure (PNG)")
     c.add_argument("--title", default=DEFAULT_TITLE, help="figure title (default %(default)r)")
-    c.add_argument("--reference", type=float, default=DEFAULT_REFERENCE,
-                   help=f"Dice of the dashed reference line (default {DEFAULT_REFERENCE})")
-    c.add_argument("--reference-label", default=DEFAULT_REFERENCE_LABEL,
+    c.add_argument("--reference", type=float, action="append", default=None,
+                   help=f"Dice of a reference line; repeat for several, each with its --reference-label (default "
+                        f"{DEFAULT_REFERENCE})")
+    c.add_argument("--reference-label", action="append", default=None,
                    help=f"its legend text (default {DEFAULT_REFERENCE_LABEL!r})")
     c.add_argument("--no-reference", action="store_true", help="no reference line")
     c.add_argument("--archive", metavar="DIR",
@@ -393,10 +394,18 @@ def run_results(args: argparse.Namespace) -> int:
 def run_curves(args: argparse.Namespace) -> int:
     _refuse_existing_outputs(args)
     from ..benchmark import curves as C
+    from ..benchmark.curves import DEFAULT_REFERENCE, DEFAULT_REFERENCE_LABEL
 
     try:
-        if not args.no_reference and not 0.0 <= args.reference <= 1.0:
-            raise ValueError(f"--reference is a Dice between 0 and 1, got {args.reference}")
+        values = args.reference or [DEFAULT_REFERENCE]
+        labels = args.reference_label or ([DEFAULT_REFERENCE_LABEL] if not args.reference else [])
+        if len(labels) != len(values):
+            raise ValueError(f"give one --reference-label per --reference ({len(values)} reference(s), "
+                             f"{len(labels)} label(s))")
+        for value in values:
+            if not args.no_reference and not 0.0 <= value <= 1.0:
+                raise ValueError(f"--reference is a Dice between 0 and 1, got {value}")
+        references = [] if args.no_reference else list(zip(values, labels))
         for path in (args.json, args.plot):
             if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
                 raise ValueError(f"output folder of {path} does not exist")
@@ -406,15 +415,14 @@ def run_curves(args: argparse.Namespace) -> int:
         return _fail(str(e))
 
     print(C.format_curves_table(runs))
-    reference = None if args.no_reference else args.reference
     if args.json:
-        out = {"runs": runs, "reference": None if reference is None else
-               {"dice": reference, "label": args.reference_label}, "method": C.METHOD}
+        refs = [{"dice": v, "label": lab} for v, lab in references]
+        out = {"runs": runs, "reference": refs[0] if refs else None, "references": refs, "method": C.METHOD}
         with _json_output(args.json) as f:
             json.dump(_jsonable(out), f, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
-        C.plot_curves(runs, args.plot, args.title, reference, args.reference_label)
+        C.plot_curves(runs, args.plot, args.title, references=references)
         print(f"wrote {args.plot}")
     if args.archive:
         print(f"archive {args.archive} (debug.json, training_log_*.txt, validation/summary.json of each run):")
