@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from . import RuntimeInputError
 
@@ -39,9 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime intra-op threads (default: chosen from timed calls between all the cores "
                         "this process may use and 1, which is faster on a busy machine; the result is the same)")
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="fp32 (default; nnUNetv2_predict's result) or int8 (dynamically quantised networks; "
-                        "docs/deployment.md gives the measured speed and Dice change)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     return p
@@ -141,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise RuntimeInputError(f"--threads must be >= 1, got {args.threads}")
     predictor = BundlePredictor(args.bundle, use_mirroring=not args.disable_tta, threads=args.threads,
-                                precision=args.precision, use_postprocessing=not args.disable_postprocessing)
+                                use_postprocessing=not args.disable_postprocessing)
     cases = case_files(args.input, predictor.file_ending, predictor.num_input_channels)
     outputs = output_files(cases, args.output, predictor.file_ending)
     existing = [str(p) for p in outputs.values() if p.exists()]

@@ -12,8 +12,6 @@ from .bundle import load_bundle
 from .pipeline import (ensemble, export_segmentation, postprocess, preprocess, read_images, sliding_window,
                        write_seg)
 
-PRECISIONS = ("fp32", "int8")
-
 
 def available_cores() -> int:
     try:
@@ -101,25 +99,18 @@ class BundlePredictor:
     ``use_mirroring`` is nnUNetv2_predict's test-time mirroring (``--disable_tta`` turns it off);
     ``threads`` onnxruntime's intra-op threads (default None: chosen from timed calls between all cores this
     process may use and 1, see :class:`ThreadTunedNetwork`);
-    ``precision`` "fp32" (default) or "int8" (onnxruntime's dynamic quantisation of the exported networks, see
-    docs/deployment.md for what it costs in Dice).
     """
 
     def __init__(self, bundle_dir, use_mirroring: bool = True, threads: Optional[int] = None,
-                 precision: str = "fp32", use_postprocessing: bool = True) -> None:
+                 use_postprocessing: bool = True) -> None:
         self.bundle = load_bundle(bundle_dir)
         self.folder = Path(bundle_dir)
         self.use_mirroring = use_mirroring
         self.use_postprocessing = use_postprocessing
         self.threads = threads
-        if precision not in PRECISIONS:
-            raise RuntimeInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = precision
         self.networks: List[OnnxNetwork] = []
         for net in self.bundle["networks"]:
             path = self.folder / net["file"]
-            if precision == "int8":
-                path = quantized_model(path)
             if threads:
                 self.networks.append(OnnxNetwork(path, net["input_name"], net["output_name"], threads))
             else:
@@ -167,24 +158,3 @@ class BundlePredictor:
         seg, props = self.predict_case(files, progress)
         write_seg(seg, output_file, props)
 
-
-def quantized_model(path: Path) -> Path:
-    """``path`` quantised to int8 weights (onnxruntime.quantization.quantize_dynamic), cached next to it as
-    ``<name>.int8.onnx`` (written atomically; rebuilt when older than the fp32 file)."""
-    out = path.with_name(path.stem + ".int8.onnx")
-    if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
-        return out
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as e:
-        raise RuntimeInputError(f"--precision int8 needs onnxruntime's quantization tools ({e}): "
-                                f"pip install onnx") from None
-    from .files import atomic_path
-
-    try:
-        with atomic_path(str(out), suffix=".onnx") as tmp:
-            quantize_dynamic(str(path), tmp, weight_type=QuantType.QInt8)
-    except PermissionError:
-        raise RuntimeInputError(f"--precision int8 writes {out} once; {path.parent} is not writable: run it once "
-                                f"where the bundle is writable, or use the default precision") from None
-    return out
