@@ -119,6 +119,9 @@ def test_export_bundle_cli_refuses_a_non_empty_folder(tmp_path, label_model):
                  "-o", out], env, check=False)
     assert p.returncode == 2 and "not empty" in p.stderr and "--overwrite" in p.stderr, p.stderr
     assert sorted(x.name for x in out.iterdir()) == ["notes.txt"]
+    p = run_cmd(["lightmedseg", "export", "--bundle", "-d", label_model, "-c", CONFIG, "-tr", TRAINER, "-f", "0", "1",
+                 "-o", tmp_path / "other"], env, check=False)
+    assert p.returncode == 2 and "fold(s) 1" in p.stderr and not (tmp_path / "other").exists(), p.stderr
     p = run_cmd(["lightmedseg", "export", "--bundle", "-d", label_model, "-c", CONFIG, "-tr", TRAINER, "-f", "0",
                  "-o", out, "--overwrite"], env, check=False)
     assert p.returncode == 0, p.stderr

@@ -202,10 +202,14 @@ def export_bundle(dataset, configuration: str, trainer: str, folds: Sequence, ou
     folds = [f if str(f) == "all" else int(f) for f in folds]
     if len(set(map(str, folds))) != len(folds):
         raise BundleError(f"-f lists a fold twice: {' '.join(map(str, folds))}")
+    folder = model_folder(dataset, configuration, trainer, plans)
+    missing = [str(f) for f in folds if not (folder / f"fold_{f}" / checkpoint).is_file()]
+    if missing:
+        raise BundleError(f"no {checkpoint} for fold(s) {', '.join(missing)} in {folder}: train them first or "
+                          f"pick the trained folds with -f (nothing was written)")
     pp_steps, pp_source = None, None
     if postprocessing:
-        pp_file = (model_folder(dataset, configuration, trainer, plans) / "postprocessing.pkl"
-                   if postprocessing == "auto" else Path(postprocessing))
+        pp_file = folder / "postprocessing.pkl" if postprocessing == "auto" else Path(postprocessing)
         if pp_file.is_file():
             pp_steps, pp_source = read_postprocessing(pp_file), str(pp_file)
         elif postprocessing != "auto":
