@@ -4,7 +4,7 @@
 nnU-Net's predictor does between a file on disk and a label map on disk). This package runs it with numpy, scipy,
 SimpleITK and onnxruntime only::
 
-    pip install --no-deps nnunetv2-lightmedseg
+    pip install --no-deps ./nnunetv2-lightmedseg      # the checkout or the wheel
     pip install numpy scipy SimpleITK onnxruntime
     lightmedseg-run -i INPUT_FOLDER -o OUTPUT_FOLDER --bundle BUNDLE_FOLDER
 
