@@ -1,6 +1,6 @@
 """Loading nnU-Net checkpoints without executing code from them.
 
-A ``.pth`` file is a pickle: ``torch.load(..., weights_only=False)``, which nnU-Net uses, runs whatever an object's
+A ``.pth`` file is a pickle: ``torch.load`` with the weights-only mode switched off, as nnU-Net calls it, runs whatever an object's
 ``__reduce__`` asks for, so a shared checkpoint can run a shell command on the machine that loads it. Every load of
 ours goes through :func:`load_checkpoint`: PyTorch's ``weights_only`` unpickler (tensors, containers, numbers,
 strings) plus exactly the non-tensor types nnU-Net's checkpoints hold (:data:`NNUNET_CHECKPOINT_GLOBALS`: numpy
@@ -141,7 +141,7 @@ def check_nnunet_layout(checkpoint: Dict[str, Any], where: str) -> List[str]:
 @contextlib.contextmanager
 def safe_torch_load() -> Iterator[None]:
     """Within the block, ``torch.load`` never executes code: nnU-Net's own loaders (``nnUNetTrainer.load_checkpoint``,
-    ``nnUNetPredictor.initialize_from_trained_model_folder``), which pass ``weights_only=False``, get
+    ``nnUNetPredictor.initialize_from_trained_model_folder``), which switch the weights-only mode off, get
     :func:`load_checkpoint` instead, so a malicious checkpoint is refused wherever nnU-Net is called from our code.
     (nnU-Net's trainer cannot be handed the loaded dict instead: its ``load_checkpoint`` only assigns the checkpoint
     when given a path.)"""

@@ -171,3 +171,19 @@ def hippocampus_subset(dest_root: Path, n_train: int = 12, n_test: int = 3,
     dataset_json["numTraining"] = n_train
     (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     return root
+
+
+def preprocessed_json_copy(dest_root: Path) -> Path:
+    """A copy of the tiny preprocessed dataset's JSON files under ``dest_root/preprocessed`` (its 3d_fullres data
+    folder only created, empty: the plans commands only check that it exists); returns the dataset folder."""
+    import json
+    import shutil
+
+    src = tiny_preprocessed_dataset() / "preprocessed" / TINY_NAME
+    dst = Path(dest_root) / "preprocessed" / TINY_NAME
+    dst.mkdir(parents=True)
+    for f in src.glob("*.json"):
+        shutil.copy(f, dst / f.name)
+    plans = json.loads((dst / "nnUNetPlans.json").read_text())
+    (dst / plans["configurations"]["3d_fullres"]["data_identifier"]).mkdir()
+    return dst

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, REPO, TINY_NAME, tiny_preprocessed_dataset
+from helpers import preprocessed_json_copy, BIN, REPO, TINY_NAME, tiny_preprocessed_dataset
 from nnunetv2_lightmedseg.plans import (PAPER_CONFIGURATION, PLANNED_CONFIGURATION, PlansOverrideError,
                                         lightmedseg_configurations, round_up, shipped_snippets, snippet_json,
                                         write_plans_override)
@@ -41,14 +41,7 @@ def test_round_up_and_configurations():
 @pytest.fixture
 def preprocessed_copy(tmp_path):
     """A copy of the tiny preprocessed dataset's JSON files (the data folder only needs to exist)."""
-    src = tiny_preprocessed_dataset() / "preprocessed" / TINY_NAME
-    dst = tmp_path / "preprocessed" / TINY_NAME
-    dst.mkdir(parents=True)
-    for f in src.glob("*.json"):
-        shutil.copy(f, dst / f.name)
-    plans = json.loads((dst / "nnUNetPlans.json").read_text())
-    (dst / plans["configurations"]["3d_fullres"]["data_identifier"]).mkdir()
-    return tmp_path / "preprocessed", dst
+    return tmp_path / "preprocessed", preprocessed_json_copy(tmp_path)
 
 
 def test_write_plans_override_resolves_like_nnunet(preprocessed_copy):

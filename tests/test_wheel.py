@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, TINY_NAME, tiny_preprocessed_dataset
+from helpers import preprocessed_json_copy, REPO, TINY_NAME, tiny_preprocessed_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -92,13 +92,7 @@ def test_install_trainers_then_nnunet_finds_the_trainer(wheel_venv):
 def test_plans_override_from_the_wheel(wheel_venv, tmp_path):
     """`lightmedseg plans` of the installed wheel writes the configurations the repository's plans_overrides/ show."""
     _, _, env, work = wheel_venv
-    src = tiny_preprocessed_dataset() / "preprocessed" / TINY_NAME
-    dst = tmp_path / "preprocessed" / TINY_NAME
-    dst.mkdir(parents=True)
-    for f in src.glob("*.json"):
-        shutil.copy(f, dst / f.name)
-    plans = json.loads((dst / "nnUNetPlans.json").read_text())
-    (dst / plans["configurations"]["3d_fullres"]["data_identifier"]).mkdir()
+    dst = preprocessed_json_copy(tmp_path)
     run(["lightmedseg", "plans", "-d", "990", "--variant", "paper"], work,
         dict(env, nnUNet_preprocessed=str(tmp_path / "preprocessed")))
     written = json.loads((dst / "nnUNetPlans.json").read_text())["configurations"]

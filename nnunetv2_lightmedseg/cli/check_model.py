@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
         "check-model", help=HELP,
         description="Reads every checkpoint (.pth) and pickle (postprocessing.pkl) of a model folder, a checkpoint "
                     "or a zip from nnUNetv2_export_model_to_zip without executing them, and says whether nnU-Net "
-                    "(which unpickles them with weights_only=False) can load them safely. Run it on a model from "
+                    "(which unpickles them without the weights-only restriction) can load them safely. Run it on a model from "
                     "someone else before nnUNetv2_install_pretrained_model_from_zip or nnUNetv2_predict. Exit 0: "
                     "safe; exit 2: not safe (the reason is printed).")
     p.add_argument("path", help="model folder (TRAINER__PLANS__CONFIG), checkpoint .pth, or nnU-Net model .zip")

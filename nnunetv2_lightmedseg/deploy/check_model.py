@@ -1,6 +1,6 @@
 """``lightmedseg check-model``: can nnU-Net load this model without running code from it?
 
-nnU-Net loads checkpoints with ``torch.load(weights_only=False)`` and ``postprocessing.pkl`` with ``pickle``, so a
+nnU-Net loads checkpoints with ``torch.load`` outside its weights-only mode and ``postprocessing.pkl`` with ``pickle``, so a
 model someone else made (a folder, a ``.pth``, an ``nnUNetv2_export_model_to_zip`` file) can execute code when
 ``nnUNetv2_install_pretrained_model_from_zip`` / ``nnUNetv2_predict`` load it. This reads every checkpoint and pickle
 inside without executing it: the objects each pickle would build are read from its opcodes and compared with what

@@ -172,7 +172,7 @@ def load_predictor(dataset: Union[int, str], configuration: str, fold: Union[int
                                 verbose_preprocessing=False, allow_tqdm=False)
     from ..network.record import NetworkConfigError
     try:
-        with safe_torch_load():  # nnU-Net's loader would torch.load(weights_only=False)
+        with safe_torch_load():  # nnU-Net's loader would unpickle without the weights-only restriction
             predictor.initialize_from_trained_model_folder(str(folder), (fold,), checkpoint_name=checkpoint)
     except NetworkConfigError as e:
         raise ModelLoadError(str(e)) from None

@@ -292,7 +292,7 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
             else:
                 self._use_record(record)
         if isinstance(filename_or_checkpoint, str):
-            with safe_torch_load():  # nnU-Net's loader reads the path again, with weights_only=False otherwise
+            with safe_torch_load():  # nnU-Net's loader reads the path again, unrestricted otherwise
                 super().load_checkpoint(filename_or_checkpoint)
         else:
             super().load_checkpoint(filename_or_checkpoint)
