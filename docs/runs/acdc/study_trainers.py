@@ -53,3 +53,43 @@ class nnUNetTrainer_StockAcdc_1ep(_StockAcdc):
 class nnUNetTrainer_StockAcdc_5ep(_StockAcdc):
     """1,250 iterations of stock nnU-Net (25 x 50; see _StockAcdc)."""
     epochs = 25
+
+
+# ------------------------------------------------------------------ recipe candidates (250 iterations each)
+# Each changes one thing against nnUNetTrainer_LMSAcdc_1ep; 10 online validation iterations per epoch instead of
+# 50 (the online pseudo Dice only: nnU-Net's final validation of all 28 held-out volumes is what is compared).
+_SHORT = {"num_epochs": 1, "save_every": 1, "num_val_iterations_per_epoch": 10}
+
+
+class nnUNetTrainer_LMSAcdc_1ep_lr1e2(nnUNetTrainer_LightMedSeg):
+    """Peak learning rate 1e-2 instead of 3e-3 (the early gap: does a faster rate learn more in 250 iterations?)."""
+    training_options = dict(_SHORT, initial_lr=1e-2)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_fullres(nnUNetTrainer_LightMedSeg):
+    """Reading B: the last decoder stage on the input grid (thin myocardium and RV at 1.56 mm in-plane)."""
+    network_options = {"full_resolution_decoder": True}
+    training_options = dict(_SHORT)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_kernels(nnUNetTrainer_LightMedSeg):
+    """nnU-Net's planned 1x3x3 kernels on the fine levels (slices 10 mm apart)."""
+    kernels_from_plans = True
+    training_options = dict(_SHORT)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_dicece(nnUNetTrainer_LightMedSeg):
+    """nnU-Net's own loss balance: Dice + unweighted CE, no boundary term (class weights clamped to 1)."""
+    loss_options = {"weight_boundary": 0.0, "min_class_weight": 1.0, "max_class_weight": 1.0}
+    training_options = dict(_SHORT)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_nomirror(nnUNetTrainer_LightMedSeg):
+    """No mirroring in training or inference (as stock ``nnUNetTrainerNoMirroring``): cine-MRI short-axis stacks
+    share one orientation, so a flipped heart (RV on the other side) is a view the test data never shows."""
+    training_options = dict(_SHORT)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return rotation, dummy_2d, initial_patch_size, None
