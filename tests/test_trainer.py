@@ -129,6 +129,35 @@ def test_trainer_hyperparameters_and_cpubench_pair(tiny, nnunet_paths):
     assert (smoke.num_epochs, smoke.num_iterations_per_epoch, smoke.num_val_iterations_per_epoch) == (2, 10, 2)
 
 
+def test_no_mirroring_variant_turns_off_flips_in_training_and_at_test_time(tiny, nnunet_paths):
+    from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
+
+    def mirror_transforms(trainer):
+        rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
+                                                   mirror_axes, dummy_2d)
+        return mirror_axes, [t for t in composed.transforms if isinstance(t, MirrorTransform)]
+
+    default = make_trainer(tiny)
+    axes, flips = mirror_transforms(default)
+    assert axes == (0, 1, 2) and len(flips) == 1 and default.inference_allowed_mirroring_axes == (0, 1, 2)
+    plain = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_NoMirroring"])
+    assert plain.mirroring is False and plain.num_epochs == default.num_epochs
+    axes, flips = mirror_transforms(plain)
+    assert axes is None and flips == [] and plain.inference_allowed_mirroring_axes is None
+    # the checkpoint carries it: nnUNetv2_predict then does no test-time mirroring for this model
+    from batchgenerators.utilities.file_and_folder_operations import save_json
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    plain.initialize()
+    Path(plain.output_folder).mkdir(parents=True, exist_ok=True)
+    save_json(plain.plans_manager.plans, os.path.join(plain.output_folder_base, "plans.json"), sort_keys=False)
+    save_json(plain.dataset_json, os.path.join(plain.output_folder_base, "dataset.json"), sort_keys=False)
+    plain.save_checkpoint(os.path.join(plain.output_folder, "checkpoint_final.pth"))
+    p = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False)
+    p.initialize_from_trained_model_folder(plain.output_folder_base, use_folds=(0,))
+    assert p.allowed_mirroring_axes is None
+
+
 # ------------------------------------------------------------------------------------------- schedule
 def test_warmup_cosine_values():
     lr, lo, total, warm = 1e-3, 1e-6, 1000, 30

@@ -106,6 +106,7 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         self.min_lr = 1e-6
         self.warmup_fraction = 0.03
         self.adamw_betas = (0.9, 0.999)
+        self.mirroring = True  # nnU-Net's random flips (the paper's "random flipping"); False: none, nor at test time
         self.cpu_threads = thread_setting()  # None: chosen from timed steps; read here so a typo fails at once
         for name, value in self.training_options.items():
             if not hasattr(self, name):
@@ -296,6 +297,19 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
                 super().load_checkpoint(filename_or_checkpoint)
         else:
             super().load_checkpoint(filename_or_checkpoint)
+
+    # ---------------------------------------------------------------------------------------------------- #
+    # augmentation
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """nnU-Net's rotation, pseudo-2D and mirroring set-up; with ``mirroring = False`` no axis is mirrored in
+        training and none at test time (as stock ``nnUNetTrainerNoMirroring``): for anatomy imaged in one
+        orientation, e.g. cine-MRI, where a flip puts the right ventricle on the wrong side; see
+        docs/decisions.md#mirroring."""
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if not self.mirroring:
+            mirror_axes = self.inference_allowed_mirroring_axes = None
+        return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     # ---------------------------------------------------------------------------------------------------- #
     # loss

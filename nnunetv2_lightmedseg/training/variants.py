@@ -38,6 +38,7 @@ TRAINER_TABLE: Dict[str, str] = {
     "nnUNetTrainer_LightMedSeg_DeepSupervision": "auxiliary heads at 1/2 and 1/4 resolution (not in the paper)",
     "nnUNetTrainer_LightMedSeg_Isotropic": "the paper's isotropic schedule on any plans (thick slices: padded patch)",
     "nnUNetTrainer_LightMedSeg_PlannedKernels": "nnU-Net's planned kernels (e.g. 1x3x3) as well as its strides",
+    "nnUNetTrainer_LightMedSeg_NoMirroring": "no mirroring in training or at test time (cine-MRI: one orientation)",
     "nnUNetTrainer_LightMedSeg_1epoch": "1 epoch, as stock `nnUNetTrainer_1epoch`",
     "nnUNetTrainer_LightMedSeg_5epochs": "5 epochs, as stock `nnUNetTrainer_5epochs`",
     "nnUNetTrainer_LightMedSeg_10epochs": "10 epochs, as stock `nnUNetTrainer_10epochs`",
@@ -117,6 +118,14 @@ class nnUNetTrainer_LightMedSeg_PlannedKernels(nnUNetTrainer_LightMedSeg):
     """nnU-Net's per-stage kernels as well as its strides (``1x3x3`` where nnU-Net plans ``[1, 3, 3]``) instead
     of the paper's 3x3x3; isotropic plans give the default network. See docs/decisions.md#planned-kernels."""
     kernels_from_plans = True
+
+
+# --------------------------------------------------------------------------------------- augmentation
+class nnUNetTrainer_LightMedSeg_NoMirroring(nnUNetTrainer_LightMedSeg):
+    """No random flips in training and no test-time mirroring (as stock ``nnUNetTrainerNoMirroring``), for
+    anatomy imaged in one orientation (cine-MRI short-axis stacks); 8x less work per 3D prediction. See
+    docs/decisions.md#mirroring."""
+    training_options = {"mirroring": False}
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)

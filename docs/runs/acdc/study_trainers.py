@@ -84,12 +84,31 @@ class nnUNetTrainer_LMSAcdc_1ep_dicece(nnUNetTrainer_LightMedSeg):
     training_options = dict(_SHORT)
 
 
-class nnUNetTrainer_LMSAcdc_1ep_nomirror(nnUNetTrainer_LightMedSeg):
+class _NoMirror:
     """No mirroring in training or inference (as stock ``nnUNetTrainerNoMirroring``): cine-MRI short-axis stacks
     share one orientation, so a flipped heart (RV on the other side) is a view the test data never shows."""
-    training_options = dict(_SHORT)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, initial_patch_size, None
+
+
+class nnUNetTrainer_LMSAcdc_1ep_nomirror(_NoMirror, nnUNetTrainer_LightMedSeg):
+    """The shipped recipe without mirroring."""
+    training_options = dict(_SHORT)
+
+
+# round 2: one change each on top of no mirroring (round 1's winner)
+class nnUNetTrainer_LMSAcdc_1ep_nm_lr1e2(_NoMirror, nnUNetTrainer_LightMedSeg):
+    training_options = dict(_SHORT, initial_lr=1e-2)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_nm_dicece(_NoMirror, nnUNetTrainer_LightMedSeg):
+    loss_options = {"weight_boundary": 0.0, "min_class_weight": 1.0, "max_class_weight": 1.0}
+    training_options = dict(_SHORT)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_nm_kernels(_NoMirror, nnUNetTrainer_LightMedSeg):
+    kernels_from_plans = True
+    training_options = dict(_SHORT)

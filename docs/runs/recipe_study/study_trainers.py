@@ -176,3 +176,16 @@ nnUNetTrainer_LMSAbl4_noskiprouter_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_nos
                                                       NO_SKIP_ROUTER.options)
 nnUNetTrainer_LMSAbl4_anchors16_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_anchors16_5ep", ANCHORS16.options)
 nnUNetTrainer_LMSAbl4_anchors32_5ep = _ablation_k4("nnUNetTrainer_LMSAbl4_anchors32_5ep", ANCHORS32.options)
+
+
+class nnUNetTrainer_LMSH_nomirror_5ep(_Study):
+    """Issue 21: the shipped recipe (kernel-4 head, lr 3e-3, clamp [1/3, 3]) without mirroring in training and
+    inference, against the two default runs (LMSHead_overlap_5ep, _r2)."""
+    network_options = dict(_OVERLAP)
+    training_options = dict(_FINAL)
+    loss_options = dict(_FINAL_LOSS)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return rotation, dummy_2d, initial_patch_size, None
