@@ -112,3 +112,19 @@ class nnUNetTrainer_LMSAcdc_1ep_nm_dicece(_NoMirror, nnUNetTrainer_LightMedSeg):
 class nnUNetTrainer_LMSAcdc_1ep_nm_kernels(_NoMirror, nnUNetTrainer_LightMedSeg):
     kernels_from_plans = True
     training_options = dict(_SHORT)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_flip0(nnUNetTrainer_LightMedSeg):
+    """Random flips along nnU-Net's first spatial axis only (here the slice axis, base <-> apex), in training and at
+    test time: the paper's "random flipping" without the in-plane flips that move the RV to the other side."""
+    training_options = dict(_SHORT)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = (0,)
+        return rotation, dummy_2d, initial_patch_size, (0,)
+
+
+class nnUNetTrainer_LMSAcdc_5ep_nomirror(_NoMirror, nnUNetTrainer_LightMedSeg):
+    """``nnUNetTrainer_LightMedSeg_NoMirroring`` at 1,250 iterations, a checkpoint every epoch."""
+    training_options = {"num_epochs": 5, "save_every": 1}

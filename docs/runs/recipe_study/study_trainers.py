@@ -189,3 +189,15 @@ class nnUNetTrainer_LMSH_nomirror_5ep(_Study):
         rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, initial_patch_size, None
+
+
+class nnUNetTrainer_LMSH_flip0_5ep(_Study):
+    """Issue 21: the shipped recipe with random flips along the first spatial axis only (training and test time)."""
+    network_options = dict(_OVERLAP)
+    training_options = dict(_FINAL)
+    loss_options = dict(_FINAL_LOSS)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = (0,)
+        return rotation, dummy_2d, initial_patch_size, (0,)
