@@ -129,7 +129,7 @@ def test_trainer_hyperparameters_and_cpubench_pair(tiny, nnunet_paths):
     assert (smoke.num_epochs, smoke.num_iterations_per_epoch, smoke.num_val_iterations_per_epoch) == (2, 10, 2)
 
 
-def test_no_mirroring_variant_turns_off_flips_in_training_and_at_test_time(tiny, nnunet_paths):
+def test_mirroring_default_first_axis_all_and_none_in_training_and_at_test_time(tiny, nnunet_paths):
     from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 
     def mirror_transforms(trainer):
@@ -140,9 +140,15 @@ def test_no_mirroring_variant_turns_off_flips_in_training_and_at_test_time(tiny,
 
     default = make_trainer(tiny)
     axes, flips = mirror_transforms(default)
-    assert axes == (0, 1, 2) and len(flips) == 1 and default.inference_allowed_mirroring_axes == (0, 1, 2)
+    assert axes == (0,) and len(flips) == 1 and flips[0].allowed_axes == (0,)
+    assert default.inference_allowed_mirroring_axes == (0,)
+    default.mirroring = "all"  # nnU-Net's own
+    assert mirror_transforms(default)[0] == (0, 1, 2) and default.inference_allowed_mirroring_axes == (0, 1, 2)
+    default.mirroring = "sideways"
+    with pytest.raises(ValueError, match="mirroring is 'sideways'; use one of 'all', 'first_axis', 'none'"):
+        mirror_transforms(default)
     plain = make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_NoMirroring"])
-    assert plain.mirroring is False and plain.num_epochs == default.num_epochs
+    assert plain.mirroring == "none" and plain.num_epochs == default.num_epochs
     axes, flips = mirror_transforms(plain)
     assert axes is None and flips == [] and plain.inference_allowed_mirroring_axes is None
     # the checkpoint carries it: nnUNetv2_predict then does no test-time mirroring for this model

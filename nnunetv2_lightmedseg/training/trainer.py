@@ -1,7 +1,7 @@
 """``nnUNetTrainer_LightMedSeg``: nnU-Net's trainer with LightMedSeg's network, loss and optimiser.
 
-Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation, five-fold
-splits, sliding-window validation/prediction, checkpointing and CUDA mixed precision.
+Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation (random flips of
+its first axis only, ``mirroring``), five-fold splits, sliding-window validation/prediction, checkpointing and CUDA mixed precision.
 
 =====================================  ====================================================================
 nnU-Net hook                           LightMedSeg (paper section)
@@ -80,6 +80,11 @@ def _building_for_training() -> Iterator[None]:
         _BUILDING_FOR_TRAINING = previous
 
 
+#: trainer ``mirroring`` values: nnU-Net's random flips of every spatial axis ("all"), of its first axis only
+#: ("first_axis", the default), or none ("none"); the same axes are mirrored at test time
+MIRRORING = ("all", "first_axis", "none")
+
+
 class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
     """nnU-Net trainer for LightMedSeg (paper §3-§4). Constructor signature identical to ``nnUNetTrainer``."""
 
@@ -106,7 +111,7 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         self.min_lr = 1e-6
         self.warmup_fraction = 0.03
         self.adamw_betas = (0.9, 0.999)
-        self.mirroring = True  # nnU-Net's random flips (the paper's "random flipping"); False: none, nor at test time
+        self.mirroring = "first_axis"  # the paper's random flipping: see MIRRORING and configure_rotation_...
         self.cpu_threads = thread_setting()  # None: chosen from timed steps; read here so a typo fails at once
         for name, value in self.training_options.items():
             if not hasattr(self, name):
@@ -301,14 +306,22 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
     # ---------------------------------------------------------------------------------------------------- #
     # augmentation
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        """nnU-Net's rotation, pseudo-2D and mirroring set-up; with ``mirroring = False`` no axis is mirrored in
-        training and none at test time (as stock ``nnUNetTrainerNoMirroring``): for anatomy imaged in one
-        orientation, e.g. cine-MRI, where a flip puts the right ventricle on the wrong side; see
-        docs/decisions.md#mirroring."""
+        """nnU-Net's rotation and pseudo-2D set-up, with the mirrored axes of ``mirroring`` (see :data:`MIRRORING`)
+        in training and at test time (the checkpoint carries them to ``nnUNetv2_predict``).
+
+        The paper's "random flipping" (§4) names no axes. The default flips nnU-Net's first spatial axis only (the
+        slice axis of thick-slice data): in-plane flips put the right ventricle of a cine-MRI stack on the wrong
+        side, a view no test image shows; see docs/decisions.md#mirroring."""
         rotation, dummy_2d, initial_patch_size, mirror_axes = \
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        if not self.mirroring:
-            mirror_axes = self.inference_allowed_mirroring_axes = None
+        if self.mirroring not in MIRRORING:
+            raise ValueError(f"{type(self).__name__}.mirroring is {self.mirroring!r}; use one of "
+                             f"{', '.join(map(repr, MIRRORING))}")
+        if self.mirroring == "first_axis":
+            mirror_axes = (0,)
+        elif self.mirroring == "none":
+            mirror_axes = None
+        self.inference_allowed_mirroring_axes = mirror_axes
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     # ---------------------------------------------------------------------------------------------------- #

@@ -122,10 +122,10 @@ class nnUNetTrainer_LightMedSeg_PlannedKernels(nnUNetTrainer_LightMedSeg):
 
 # --------------------------------------------------------------------------------------- augmentation
 class nnUNetTrainer_LightMedSeg_NoMirroring(nnUNetTrainer_LightMedSeg):
-    """No random flips in training and no test-time mirroring (as stock ``nnUNetTrainerNoMirroring``), for
-    anatomy imaged in one orientation (cine-MRI short-axis stacks); 8x less work per 3D prediction. See
+    """No random flips in training and no test-time mirroring (as stock ``nnUNetTrainerNoMirroring``; the default
+    flips the first axis), for anatomy imaged in one orientation; half the work per 3D prediction. See
     docs/decisions.md#mirroring."""
-    training_options = {"mirroring": False}
+    training_options = {"mirroring": "none"}
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)

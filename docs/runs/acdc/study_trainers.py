@@ -15,17 +15,17 @@ from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
 class nnUNetTrainer_LMSAcdc_5ep(nnUNetTrainer_LightMedSeg):
     """``nnUNetTrainer_LightMedSeg_5epochs`` (1,250 iterations) with a checkpoint every epoch."""
-    training_options = {"num_epochs": 5, "save_every": 1}
+    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "all"}
 
 
 class nnUNetTrainer_LMSAcdc_1ep(nnUNetTrainer_LightMedSeg):
     """``nnUNetTrainer_LightMedSeg_1epoch`` (250 iterations) with a checkpoint every epoch."""
-    training_options = {"num_epochs": 1, "save_every": 1}
+    training_options = {"num_epochs": 1, "save_every": 1, "mirroring": "all"}
 
 
 class nnUNetTrainer_LMSAcdc_30ep(nnUNetTrainer_LightMedSeg):
     """7,500 iterations of the shipped recipe, a checkpoint every epoch (the long run)."""
-    training_options = {"num_epochs": 30, "save_every": 1}
+    training_options = {"num_epochs": 30, "save_every": 1, "mirroring": "all"}
 
 
 class _StockAcdc(nnUNetTrainer):
@@ -58,7 +58,7 @@ class nnUNetTrainer_StockAcdc_5ep(_StockAcdc):
 # ------------------------------------------------------------------ recipe candidates (250 iterations each)
 # Each changes one thing against nnUNetTrainer_LMSAcdc_1ep; 10 online validation iterations per epoch instead of
 # 50 (the online pseudo Dice only: nnU-Net's final validation of all 28 held-out volumes is what is compared).
-_SHORT = {"num_epochs": 1, "save_every": 1, "num_val_iterations_per_epoch": 10}
+_SHORT = {"num_epochs": 1, "save_every": 1, "num_val_iterations_per_epoch": 10, "mirroring": "all"}  # as run
 
 
 class nnUNetTrainer_LMSAcdc_1ep_lr1e2(nnUNetTrainer_LightMedSeg):

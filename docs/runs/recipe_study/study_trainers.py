@@ -30,6 +30,11 @@ class _StudyThreads:
 
 
 class _Study(_StudyThreads, nnUNetTrainer_LightMedSeg):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if hasattr(self, "mirroring") and "mirroring" not in self.training_options:
+            self.mirroring = "all"  # every run here flipped every axis (nnU-Net's), the package default before 2026-12-04
+
     #: the head every run before the overlapping head had (kernel = stride); a trainer that sets its own
     #: network_options says its head there (see _BLOCKS below)
     network_options = {"head_upsampling": "blocks"}
