@@ -46,6 +46,22 @@ def make_trainer(tiny, cls=nnUNetTrainer_LightMedSeg, configuration="3d_fullres"
     return cls(plans, configuration, 0, dataset_json, device=torch.device("cpu"))
 
 
+def saved_and_loaded_by_predictor(trainer):
+    """Initialise ``trainer``, write its results folder (plans, dataset.json, checkpoint_final.pth) with its own
+    save_checkpoint, and return nnUNetPredictor initialised from that folder (as nnUNetv2_predict does)."""
+    from batchgenerators.utilities.file_and_folder_operations import save_json
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    trainer.initialize()
+    Path(trainer.output_folder).mkdir(parents=True, exist_ok=True)
+    save_json(trainer.plans_manager.plans, os.path.join(trainer.output_folder_base, "plans.json"), sort_keys=False)
+    save_json(trainer.dataset_json, os.path.join(trainer.output_folder_base, "dataset.json"), sort_keys=False)
+    trainer.save_checkpoint(os.path.join(trainer.output_folder, "checkpoint_final.pth"))
+    p = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False)
+    p.initialize_from_trained_model_folder(trainer.output_folder_base, use_folds=(0,))
+    return p
+
+
 # ------------------------------------------------------------------------------------------- network
 def test_build_network_from_real_plans_single_output(tiny):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -152,16 +168,49 @@ def test_mirroring_default_first_axis_all_and_none_in_training_and_at_test_time(
     axes, flips = mirror_transforms(plain)
     assert axes is None and flips == [] and plain.inference_allowed_mirroring_axes is None
     # the checkpoint carries it: nnUNetv2_predict then does no test-time mirroring for this model
-    from batchgenerators.utilities.file_and_folder_operations import save_json
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    plain.initialize()
-    Path(plain.output_folder).mkdir(parents=True, exist_ok=True)
-    save_json(plain.plans_manager.plans, os.path.join(plain.output_folder_base, "plans.json"), sort_keys=False)
-    save_json(plain.dataset_json, os.path.join(plain.output_folder_base, "dataset.json"), sort_keys=False)
-    plain.save_checkpoint(os.path.join(plain.output_folder, "checkpoint_final.pth"))
-    p = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False)
-    p.initialize_from_trained_model_folder(plain.output_folder_base, use_folds=(0,))
-    assert p.allowed_mirroring_axes is None
+    assert saved_and_loaded_by_predictor(plain).allowed_mirroring_axes is None
+
+
+def _with_patch(tiny, patch):
+    """``tiny`` with its 3d_fullres patch size replaced (augmentation set-up reads nothing else of it)."""
+    base, plans, dataset_json = tiny
+    configurations = dict(plans["configurations"])
+    configurations["3d_fullres"] = dict(configurations["3d_fullres"], patch_size=list(patch))
+    return base, dict(plans, configurations=configurations), dataset_json
+
+
+def test_rotation_cap_on_thick_slice_patches_and_unchanged_isotropic(tiny, nnunet_paths):
+    import numpy as np
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    thick = _with_patch(tiny, (8, 64, 56))  # pseudo-2D augmentation: nnU-Net rotates in-plane by up to +-180
+    stock = make_trainer(thick, nnUNetTrainer)
+    rotation, dummy_2d, stock_initial, _ = stock.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert dummy_2d and rotation == pytest.approx((-np.pi, np.pi))
+    ours = make_trainer(thick)
+    assert ours.max_rotation_degrees == 30  # the default
+    rotation, dummy_2d, initial, _ = ours.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert dummy_2d and rotation == pytest.approx((-np.pi / 6, np.pi / 6))
+    # the crop grows in-plane only (the slice axis keeps the patch's 8), by the rotated box of 64 x 56 at 30 degrees
+    # (64 cos 30 + 56 sin 30 = 83.4, over nnU-Net's 0.85 scale margin = 98)
+    assert initial[0] == 8 and initial[1] == 98 and initial[2] >= 56
+    # the augmentation nnU-Net builds from it rotates within the cap
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+    composed = ours.get_training_transforms([8, 64, 56], rotation, None, (0,), dummy_2d)
+    spatial = [t for t in composed.transforms if isinstance(t, SpatialTransform)]
+    assert spatial and all(abs(float(a)) <= np.pi / 6 + 1e-6 for a in spatial[0].rotation)
+    ours.max_rotation_degrees = None  # nnU-Net's range and crop
+    rotation, _, initial, _ = ours.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert rotation == pytest.approx((-np.pi, np.pi)) and list(initial) == list(stock_initial)
+    ours.max_rotation_degrees = 200
+    with pytest.raises(ValueError, match="max_rotation_degrees is 200; use a number of degrees from 0 to 180"):
+        ours.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+
+    iso = _with_patch(tiny, (32, 32, 32))  # nnU-Net's 3D range is +-30 already: a cap of 30 changes nothing
+    stock_iso = make_trainer(iso, nnUNetTrainer).configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    capped = make_trainer(iso)
+    rotation, dummy_2d, initial, _ = capped.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert not dummy_2d and rotation == pytest.approx(stock_iso[0]) and list(initial) == list(stock_iso[2])
 
 
 # ------------------------------------------------------------------------------------------- schedule
@@ -258,17 +307,8 @@ def test_deep_supervision_variant_trains_on_nnunet_targets_and_predicts_one_outp
 def test_checkpoint_loads_strictly_through_nnunet_predictor(tiny, nnunet_paths):
     """Save with the trainer's own save_checkpoint, load with nnUNetPredictor (which calls
     build_network_architecture(enable_deep_supervision=False) and load_state_dict strictly)."""
-    from batchgenerators.utilities.file_and_folder_operations import save_json
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
     t = make_trainer(tiny, ALL_TRAINERS[NO_ANCHORS.trainer])
-    t.initialize()
-    Path(t.output_folder).mkdir(parents=True, exist_ok=True)
-    save_json(t.plans_manager.plans, os.path.join(t.output_folder_base, "plans.json"), sort_keys=False)
-    save_json(t.dataset_json, os.path.join(t.output_folder_base, "dataset.json"), sort_keys=False)
-    t.save_checkpoint(os.path.join(t.output_folder, "checkpoint_final.pth"))
-    p = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False)
-    p.initialize_from_trained_model_folder(t.output_folder_base, use_folds=(0,))
+    p = saved_and_loaded_by_predictor(t)
     assert type(p.network) is LightMedSeg and p.network.config["use_anchors"] is False
     x = torch.randn(1, 1, 32, 40, 40)
     t.network.eval()

@@ -1,7 +1,7 @@
 """``nnUNetTrainer_LightMedSeg``: nnU-Net's trainer with LightMedSeg's network, loss and optimiser.
 
 Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation (random flips of
-its first axis only, ``mirroring``), five-fold splits, sliding-window validation/prediction, checkpointing and CUDA mixed precision.
+its first axis only, ``mirroring``; rotation within +-30 degrees, ``max_rotation_degrees``), five-fold splits, sliding-window validation/prediction, checkpointing and CUDA mixed precision.
 
 =====================================  ====================================================================
 nnU-Net hook                           LightMedSeg (paper section)
@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -112,6 +113,7 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         self.warmup_fraction = 0.03
         self.adamw_betas = (0.9, 0.999)
         self.mirroring = "first_axis"  # the paper's random flipping: see MIRRORING and configure_rotation_...
+        self.max_rotation_degrees = 30.0  # cap of nnU-Net's rotation range (None: nnU-Net's); configure_rotation_...
         self.cpu_threads = thread_setting()  # None: chosen from timed steps; read here so a typo fails at once
         for name, value in self.training_options.items():
             if not hasattr(self, name):
@@ -307,11 +309,16 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
     # augmentation
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """nnU-Net's rotation and pseudo-2D set-up, with the mirrored axes of ``mirroring`` (see :data:`MIRRORING`)
-        in training and at test time (the checkpoint carries them to ``nnUNetv2_predict``).
+        in training and at test time (the checkpoint carries them to ``nnUNetv2_predict``) and the rotation range
+        capped at ``max_rotation_degrees``.
 
         The paper's "random flipping" (§4) names no axes. The default flips nnU-Net's first spatial axis only (the
         slice axis of thick-slice data): in-plane flips put the right ventricle of a cine-MRI stack on the wrong
-        side, a view no test image shows; see docs/decisions.md#mirroring."""
+        side, a view no test image shows; see docs/decisions.md#mirroring.
+
+        The paper's "rotation" (§4) gives no range. ``max_rotation_degrees`` (default 30, nnU-Net's own 3D range)
+        caps nnU-Net's: thick-slice (pseudo-2D) patches are otherwise rotated in-plane by up to 180 degrees;
+        isotropic plans are unchanged. See docs/decisions.md#rotation-range."""
         rotation, dummy_2d, initial_patch_size, mirror_axes = \
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         if self.mirroring not in MIRRORING:
@@ -322,6 +329,27 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         elif self.mirroring == "none":
             mirror_axes = None
         self.inference_allowed_mirroring_axes = mirror_axes
+        if self.max_rotation_degrees is not None:
+            limit = float(self.max_rotation_degrees)
+            if not 0 <= limit <= 180:
+                raise ValueError(f"{type(self).__name__}.max_rotation_degrees is {self.max_rotation_degrees!r}; use a "
+                                 f"number of degrees from 0 to 180, or None for nnU-Net's range")
+            limit = np.deg2rad(limit)
+            capped = (max(float(rotation[0]), -limit), min(float(rotation[1]), limit))
+            if capped != (float(rotation[0]), float(rotation[1])):
+                rotation = capped
+                patch_size = [int(p) for p in self.configuration_manager.patch_size]
+                # nnU-Net's own computation of the larger crop the rotation needs, for the capped range; pseudo-2D
+                # augmentation rotates in-plane only, so the crop grows in-plane only
+                if dummy_2d:
+                    initial_patch_size = [patch_size[0]] + list(get_patch_size(patch_size[1:], rotation, rotation,
+                                                                               rotation, (0.85, 1.25)))
+                else:
+                    initial_patch_size = list(get_patch_size(patch_size, rotation, rotation, rotation, (0.85, 1.25)))
+                initial_patch_size = [int(p) for p in initial_patch_size]
+                self.print_to_log_file(f"LightMedSeg: rotation capped at +-{self.max_rotation_degrees} degrees "
+                                       f"(nnU-Net's range is wider for these plans), initial patch size "
+                                       f"{initial_patch_size}")
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     # ---------------------------------------------------------------------------------------------------- #

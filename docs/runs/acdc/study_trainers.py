@@ -15,17 +15,17 @@ from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
 class nnUNetTrainer_LMSAcdc_5ep(nnUNetTrainer_LightMedSeg):
     """``nnUNetTrainer_LightMedSeg_5epochs`` (1,250 iterations) with a checkpoint every epoch."""
-    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "all"}
+    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None}
 
 
 class nnUNetTrainer_LMSAcdc_1ep(nnUNetTrainer_LightMedSeg):
     """``nnUNetTrainer_LightMedSeg_1epoch`` (250 iterations) with a checkpoint every epoch."""
-    training_options = {"num_epochs": 1, "save_every": 1, "mirroring": "all"}
+    training_options = {"num_epochs": 1, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None}
 
 
 class nnUNetTrainer_LMSAcdc_30ep(nnUNetTrainer_LightMedSeg):
     """7,500 iterations of the shipped recipe, a checkpoint every epoch (the long run)."""
-    training_options = {"num_epochs": 30, "save_every": 1, "mirroring": "all"}
+    training_options = {"num_epochs": 30, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None}
 
 
 class _StockAcdc(nnUNetTrainer):
@@ -58,7 +58,8 @@ class nnUNetTrainer_StockAcdc_5ep(_StockAcdc):
 # ------------------------------------------------------------------ recipe candidates (250 iterations each)
 # Each changes one thing against nnUNetTrainer_LMSAcdc_1ep; 10 online validation iterations per epoch instead of
 # 50 (the online pseudo Dice only: nnU-Net's final validation of all 28 held-out volumes is what is compared).
-_SHORT = {"num_epochs": 1, "save_every": 1, "num_val_iterations_per_epoch": 10, "mirroring": "all"}  # as run
+_SHORT = {"num_epochs": 1, "save_every": 1, "num_val_iterations_per_epoch": 10, "mirroring": "all",
+          "max_rotation_degrees": None}  # as run (nnU-Net's rotation range: the default before 2026-12-07)
 
 
 class nnUNetTrainer_LMSAcdc_1ep_lr1e2(nnUNetTrainer_LightMedSeg):
@@ -128,3 +129,22 @@ class nnUNetTrainer_LMSAcdc_1ep_flip0(nnUNetTrainer_LightMedSeg):
 class nnUNetTrainer_LMSAcdc_5ep_nomirror(_NoMirror, nnUNetTrainer_LightMedSeg):
     """``nnUNetTrainer_LightMedSeg_NoMirroring`` at 1,250 iterations, a checkpoint every epoch."""
     training_options = {"num_epochs": 5, "save_every": 1}
+
+
+# round 3 (2026-12-07), on top of today's default (flips of the first axis only): nnU-Net rotates thick-slice
+# (dummy-2D) patches by up to +-180 degrees in-plane (its own comment: "why do we rotate 180 deg here all the time?
+# We should also restrict it"); cine-MRI short-axis stacks share one orientation. Capped at nnU-Net's 3D +-30.
+class nnUNetTrainer_LMSAcdc_1ep_rot30(nnUNetTrainer_LightMedSeg):
+    training_options = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_rot30_ds(nnUNetTrainer_LightMedSeg):
+    """+ deep supervision (auxiliary heads at 1/2 and 1/4 resolution, nnU-Net's DeepSupervisionWrapper)."""
+    network_options = {"deep_supervision": True}
+    training_options = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30)
+
+
+class nnUNetTrainer_LMSAcdc_5ep_rot30(nnUNetTrainer_LightMedSeg):
+    """1,250 iterations with flips of the first axis and rotation capped at +-30 degrees (the default since
+    2026-12-07), a checkpoint every epoch, nnU-Net's 50 online validation iterations (as ``_5ep``)."""
+    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "first_axis", "max_rotation_degrees": 30}
