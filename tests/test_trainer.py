@@ -171,6 +171,34 @@ def test_mirroring_default_first_axis_all_and_none_in_training_and_at_test_time(
     assert saved_and_loaded_by_predictor(plain).allowed_mirroring_axes is None
 
 
+def test_augmentation_paper_keeps_spatial_noise_and_flips_only(tiny, nnunet_paths):
+    from batchgeneratorsv2.transforms.intensity.gaussian_noise import GaussianNoiseTransform
+    from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    def kinds(trainer):
+        rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
+                                                   mirror_axes, dummy_2d)
+        return [type(getattr(t, "transform", t)).__name__ for t in composed.transforms]
+
+    stock = kinds(make_trainer(tiny, nnUNetTrainer))
+    ours = make_trainer(tiny)
+    assert ours.augmentation == "nnunet" and kinds(ours) == stock  # nnU-Net's set, in nnU-Net's order
+    ours.augmentation = "paper"
+    paper = kinds(ours)
+    dropped = {"GaussianBlurTransform", "MultiplicativeBrightnessTransform", "ContrastTransform",
+               "SimulateLowResolutionTransform", "GammaTransform"}
+    assert dropped <= set(stock) and not dropped & set(paper)
+    assert paper == [k for k in stock if k not in dropped]  # everything else kept, in order
+    for kept in (SpatialTransform, GaussianNoiseTransform, MirrorTransform):
+        assert kept.__name__ in paper
+    ours.augmentation = "none"
+    with pytest.raises(ValueError, match="augmentation is 'none'; use one of 'nnunet', 'paper'"):
+        kinds(ours)
+
+
 def _with_patch(tiny, patch):
     """``tiny`` with its 3d_fullres patch size replaced (augmentation set-up reads nothing else of it)."""
     base, plans, dataset_json = tiny

@@ -48,6 +48,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from batchgeneratorsv2.transforms.intensity.brightness import MultiplicativeBrightnessTransform
+from batchgeneratorsv2.transforms.intensity.contrast import ContrastTransform
+from batchgeneratorsv2.transforms.intensity.gamma import GammaTransform
+from batchgeneratorsv2.transforms.noise.gaussian_blur import GaussianBlurTransform
+from batchgeneratorsv2.transforms.spatial.low_resolution import SimulateLowResolutionTransform
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -81,6 +86,13 @@ def _building_for_training() -> Iterator[None]:
         _BUILDING_FOR_TRAINING = previous
 
 
+#: trainer ``augmentation`` values: nnU-Net's full set ("nnunet") or the paper's kinds only ("paper": nnU-Net's
+#: spatial transform, Gaussian noise and flips, without blur, brightness, contrast, low-resolution and gamma)
+AUGMENTATIONS = ("nnunet", "paper")
+#: the transforms (inside nnU-Net's RandomTransform) that ``augmentation = "paper"`` leaves out
+_NOT_IN_THE_PAPER = (GaussianBlurTransform, MultiplicativeBrightnessTransform, ContrastTransform,
+                     SimulateLowResolutionTransform, GammaTransform)
+
 #: trainer ``mirroring`` values: nnU-Net's random flips of every spatial axis ("all"), of its first axis only
 #: ("first_axis", the default), or none ("none"); the same axes are mirrored at test time
 MIRRORING = ("all", "first_axis", "none")
@@ -113,6 +125,7 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         self.warmup_fraction = 0.03
         self.adamw_betas = (0.9, 0.999)
         self.mirroring = "first_axis"  # the paper's random flipping: see MIRRORING and configure_rotation_...
+        self.augmentation = "nnunet"  # see AUGMENTATIONS and get_training_transforms
         self.max_rotation_degrees = 30.0  # cap of nnU-Net's rotation range (None: nnU-Net's); configure_rotation_...
         self.cpu_threads = thread_setting()  # None: chosen from timed steps; read here so a typo fails at once
         for name, value in self.training_options.items():
@@ -351,6 +364,19 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
                                        f"(nnU-Net's range is wider for these plans), initial patch size "
                                        f"{initial_patch_size}")
         return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def get_training_transforms(self, *args, **kwargs):
+        """nnU-Net's training transforms; with ``augmentation = "paper"`` only the kinds the paper lists (§4:
+        "random flipping, rotation, and Gaussian noise"; nnU-Net's spatial transform, which also scales, is kept):
+        blur, brightness, contrast, low-resolution simulation and gamma are left out."""
+        composed = super().get_training_transforms(*args, **kwargs)
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"{type(self).__name__}.augmentation is {self.augmentation!r}; use one of "
+                             f"{', '.join(map(repr, AUGMENTATIONS))}")
+        if self.augmentation == "paper":
+            composed.transforms = [t for t in composed.transforms
+                                   if not isinstance(getattr(t, "transform", t), _NOT_IN_THE_PAPER)]
+        return composed
 
     # ---------------------------------------------------------------------------------------------------- #
     # loss

@@ -148,3 +148,9 @@ class nnUNetTrainer_LMSAcdc_5ep_rot30(nnUNetTrainer_LightMedSeg):
     """1,250 iterations with flips of the first axis and rotation capped at +-30 degrees (the default since
     2026-12-07), a checkpoint every epoch, nnU-Net's 50 online validation iterations (as ``_5ep``)."""
     training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "first_axis", "max_rotation_degrees": 30}
+
+
+class nnUNetTrainer_LMSAcdc_1ep_rot30_paperaug(nnUNetTrainer_LightMedSeg):
+    """+ the paper's kinds of augmentation only (§4: flipping, rotation, Gaussian noise; nnU-Net's spatial transform
+    kept, no blur, brightness, contrast, low-resolution or gamma)."""
+    training_options = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30, augmentation="paper")

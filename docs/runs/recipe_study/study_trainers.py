@@ -206,3 +206,11 @@ class nnUNetTrainer_LMSH_flip0_5ep(_Study):
         rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = (0,)
         return rotation, dummy_2d, initial_patch_size, (0,)
+
+
+class nnUNetTrainer_LMSH_paperaug_5ep(_Study):
+    """Issue 21: today's default (flips of the first axis) with the paper's kinds of augmentation only (nnU-Net's
+    spatial transform, Gaussian noise, flips; no blur, brightness, contrast, low-resolution or gamma)."""
+    network_options = dict(_OVERLAP)
+    training_options = dict(_FINAL, mirroring="first_axis", augmentation="paper")
+    loss_options = dict(_FINAL_LOSS)
