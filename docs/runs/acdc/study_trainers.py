@@ -154,3 +154,9 @@ class nnUNetTrainer_LMSAcdc_1ep_rot30_paperaug(nnUNetTrainer_LightMedSeg):
     """+ the paper's kinds of augmentation only (§4: flipping, rotation, Gaussian noise; nnU-Net's spatial transform
     kept, no blur, brightness, contrast, low-resolution or gamma)."""
     training_options = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30, augmentation="paper")
+
+
+class nnUNetTrainer_LMSAcdc_5ep_rot30_paperaug(nnUNetTrainer_LightMedSeg):
+    """``_5ep_rot30`` with the paper's kinds of augmentation only (see ``_1ep_rot30_paperaug``)."""
+    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "first_axis", "max_rotation_degrees": 30,
+                        "augmentation": "paper"}
