@@ -15,17 +15,20 @@ from nnunetv2_lightmedseg.training.trainer import nnUNetTrainer_LightMedSeg
 
 class nnUNetTrainer_LMSAcdc_5ep(nnUNetTrainer_LightMedSeg):
     """``nnUNetTrainer_LightMedSeg_5epochs`` (1,250 iterations) with a checkpoint every epoch."""
-    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None}
+    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None,
+                        "augmentation": "nnunet"}
 
 
 class nnUNetTrainer_LMSAcdc_1ep(nnUNetTrainer_LightMedSeg):
     """``nnUNetTrainer_LightMedSeg_1epoch`` (250 iterations) with a checkpoint every epoch."""
-    training_options = {"num_epochs": 1, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None}
+    training_options = {"num_epochs": 1, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None,
+                        "augmentation": "nnunet"}
 
 
 class nnUNetTrainer_LMSAcdc_30ep(nnUNetTrainer_LightMedSeg):
     """7,500 iterations of the shipped recipe, a checkpoint every epoch (the long run)."""
-    training_options = {"num_epochs": 30, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None}
+    training_options = {"num_epochs": 30, "save_every": 1, "mirroring": "all", "max_rotation_degrees": None,
+                        "augmentation": "nnunet"}
 
 
 class _StockAcdc(nnUNetTrainer):
@@ -59,7 +62,7 @@ class nnUNetTrainer_StockAcdc_5ep(_StockAcdc):
 # Each changes one thing against nnUNetTrainer_LMSAcdc_1ep; 10 online validation iterations per epoch instead of
 # 50 (the online pseudo Dice only: nnU-Net's final validation of all 28 held-out volumes is what is compared).
 _SHORT = {"num_epochs": 1, "save_every": 1, "num_val_iterations_per_epoch": 10, "mirroring": "all",
-          "max_rotation_degrees": None}  # as run (nnU-Net's rotation range: the default before 2026-12-07)
+          "max_rotation_degrees": None, "augmentation": "nnunet"}  # as run (nnU-Net's rotation range: the default before 2026-12-07)
 
 
 class nnUNetTrainer_LMSAcdc_1ep_lr1e2(nnUNetTrainer_LightMedSeg):
@@ -127,7 +130,7 @@ class nnUNetTrainer_LMSAcdc_1ep_flip0(nnUNetTrainer_LightMedSeg):
 
 
 class nnUNetTrainer_LMSAcdc_5ep_nomirror(_NoMirror, nnUNetTrainer_LightMedSeg):
-    """``nnUNetTrainer_LightMedSeg_NoMirroring`` at 1,250 iterations, a checkpoint every epoch."""
+    """``nnUNetTrainer_LightMedSeg_NoMirroring`` at 1,250 iterations, a checkpoint every epoch (not run)."""
     training_options = {"num_epochs": 5, "save_every": 1}
 
 
@@ -147,7 +150,8 @@ class nnUNetTrainer_LMSAcdc_1ep_rot30_ds(nnUNetTrainer_LightMedSeg):
 class nnUNetTrainer_LMSAcdc_5ep_rot30(nnUNetTrainer_LightMedSeg):
     """1,250 iterations with flips of the first axis and rotation capped at +-30 degrees (the default since
     2026-12-07), a checkpoint every epoch, nnU-Net's 50 online validation iterations (as ``_5ep``)."""
-    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "first_axis", "max_rotation_degrees": 30}
+    training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "first_axis", "max_rotation_degrees": 30,
+                        "augmentation": "nnunet"}
 
 
 class nnUNetTrainer_LMSAcdc_1ep_rot30_paperaug(nnUNetTrainer_LightMedSeg):

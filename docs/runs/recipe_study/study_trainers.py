@@ -34,6 +34,8 @@ class _Study(_StudyThreads, nnUNetTrainer_LightMedSeg):
         super().__init__(*args, **kwargs)
         if hasattr(self, "mirroring") and "mirroring" not in self.training_options:
             self.mirroring = "all"  # every run here flipped every axis (nnU-Net's), the package default before 2026-12-04
+        if "augmentation" not in self.training_options:
+            self.augmentation = "nnunet"  # every run here before 2026-12-07 had nnU-Net's full augmentation set
 
     #: the head every run before the overlapping head had (kernel = stride); a trainer that sets its own
     #: network_options says its head there (see _BLOCKS below)
