@@ -194,6 +194,7 @@ def test_augmentation_paper_keeps_spatial_noise_and_flips_only(tiny, nnunet_path
     assert paper == [k for k in stock if k not in dropped]  # everything else kept, in order
     for kept in (SpatialTransform, GaussianNoiseTransform, MirrorTransform):
         assert kept.__name__ in paper
+    assert kinds(make_trainer(tiny, ALL_TRAINERS["nnUNetTrainer_LightMedSeg_PaperAugmentation"])) == paper
     ours.augmentation = "none"
     with pytest.raises(ValueError, match="augmentation is 'none'; use one of 'nnunet', 'paper'"):
         kinds(ours)
