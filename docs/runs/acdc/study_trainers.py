@@ -164,3 +164,25 @@ class nnUNetTrainer_LMSAcdc_5ep_rot30_paperaug(nnUNetTrainer_LightMedSeg):
     """``_5ep_rot30`` with the paper's kinds of augmentation only (see ``_1ep_rot30_paperaug``)."""
     training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "first_axis", "max_rotation_degrees": 30,
                         "augmentation": "paper"}
+
+
+# round 4 (prepared 2026-12-07, not run yet): one change each on top of _1ep_rot30_paperaug
+_RPA = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30, augmentation="paper")
+
+
+class nnUNetTrainer_LMSAcdc_1ep_rpa_ds(nnUNetTrainer_LightMedSeg):
+    """+ deep supervision (auxiliary heads at 1/2 and 1/4 resolution, nnU-Net's DeepSupervisionWrapper)."""
+    network_options = {"deep_supervision": True}
+    training_options = dict(_RPA)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_rpa_nomirror(nnUNetTrainer_LightMedSeg):
+    """+ no flips at all (training and test time)."""
+    training_options = dict(_RPA, mirroring="none")
+
+
+class nnUNetTrainer_LMSAcdc_1ep_rpa_clamp2(nnUNetTrainer_LightMedSeg):
+    """+ class weights clamped to [1/2, 2] instead of [1/3, 3] (4:1 instead of 9:1 foreground to background on ACDC,
+    where every class is rare: the 250-iteration models predict RV at ~2x its volume)."""
+    loss_options = {"min_class_weight": 0.5, "max_class_weight": 2.0}
+    training_options = dict(_RPA)
