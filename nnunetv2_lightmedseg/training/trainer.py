@@ -1,7 +1,8 @@
 """``nnUNetTrainer_LightMedSeg``: nnU-Net's trainer with LightMedSeg's network, loss and optimiser.
 
-Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation (random flips of
-its first axis only, ``mirroring``; rotation within +-30 degrees, ``max_rotation_degrees``), five-fold splits, sliding-window validation/prediction, checkpointing and CUDA mixed precision.
+Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation (with flips of its
+first axis only and rotation within +-30 degrees), five-fold splits, sliding-window validation/prediction,
+checkpointing and CUDA mixed precision.
 
 =====================================  ====================================================================
 nnU-Net hook                           LightMedSeg (paper section)
@@ -24,6 +25,9 @@ nnU-Net hook                           LightMedSeg (paper section)
                                        plans nnU-Net copies to the results folder (:mod:`nnunetv2_lightmedseg.network.record`)
 ``save_checkpoint``/``load_checkpoint``  stock, plus the network record; checkpoints are read without executing
                                        code (:mod:`nnunetv2_lightmedseg.checkpoints`)
+``configure_rotation_dummyDA_...``    nnU-Net's, with the flipped axes of ``mirroring`` (training and test time)
+                                       and rotation capped at ``max_rotation_degrees`` (§4 names neither)
+``get_training_transforms``            nnU-Net's; ``augmentation = "paper"``: only the kinds §4 lists
 progress bars, Ctrl-C                  :class:`~nnunetv2_lightmedseg.training.progress.ProgressMixin`
 =====================================  ====================================================================
 
