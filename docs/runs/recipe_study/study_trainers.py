@@ -30,8 +30,11 @@ class _StudyThreads:
 
 
 class _Study(_StudyThreads, nnUNetTrainer_LightMedSeg):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    # nnU-Net's signature spelled out: nnUNetTrainer.__init__ records its arguments by the names in self.__init__'s
+    # signature (a *args/**kwargs signature stops it with KeyError: 'args')
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
         if hasattr(self, "mirroring") and "mirroring" not in self.training_options:
             self.mirroring = "all"  # every run here flipped every axis (nnU-Net's), the package default before 2026-12-04
         if "augmentation" not in self.training_options:
