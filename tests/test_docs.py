@@ -63,16 +63,17 @@ def test_every_decision_link_names_a_section():
 def test_run_folders_import_quietly_as_nnunet_trainer_folders():
     """Each docs/runs folder with trainers is an ``nnUNet_extTrainer`` folder, and nnU-Net's class finder imports
     every module in it: a script there must not run (or fail) on import, or ``nnUNetv2_train`` stops."""
+    import os
     import subprocess
     import sys
 
     scripts = sorted((REPO / "docs" / "runs").glob("*/*.py"))
     assert any(p.name == "study_trainers.py" for p in scripts)
-    code = ("import importlib.util, sys\nsys.argv = ['nnUNetv2_train']\n"
-            "for i, path in enumerate(sys.argv[1:] or %r):\n"
+    code = ("import importlib.util, sys\nsys.argv = ['nnUNetv2_train']\n"  # as under nnU-Net: no script arguments
+            "for i, path in enumerate(%r):\n"
             "    spec = importlib.util.spec_from_file_location(f'runs_module_{i}', path)\n"
             "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n") % [str(p) for p in scripts]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == "", f"a module under docs/runs prints on import: {done.stdout[:500]!r}"

@@ -358,12 +358,9 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
                 patch_size = [int(p) for p in self.configuration_manager.patch_size]
                 # nnU-Net's own computation of the larger crop the rotation needs, for the capped range; pseudo-2D
                 # augmentation rotates in-plane only, so the crop grows in-plane only
-                if dummy_2d:
-                    initial_patch_size = [patch_size[0]] + list(get_patch_size(patch_size[1:], rotation, rotation,
-                                                                               rotation, (0.85, 1.25)))
-                else:
-                    initial_patch_size = list(get_patch_size(patch_size, rotation, rotation, rotation, (0.85, 1.25)))
-                initial_patch_size = [int(p) for p in initial_patch_size]
+                rotated = patch_size[1:] if dummy_2d else patch_size
+                grown = get_patch_size(rotated, rotation, rotation, rotation, (0.85, 1.25))
+                initial_patch_size = patch_size[:1] * dummy_2d + [int(p) for p in grown]
                 self.print_to_log_file(f"LightMedSeg: rotation capped at +-{self.max_rotation_degrees} degrees "
                                        f"(nnU-Net's range is wider for these plans), initial patch size "
                                        f"{initial_patch_size}")
