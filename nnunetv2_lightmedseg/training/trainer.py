@@ -1,7 +1,7 @@
 """``nnUNetTrainer_LightMedSeg``: nnU-Net's trainer with LightMedSeg's network, loss and optimiser.
 
-Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation (with flips of its
-first axis only and rotation within +-30 degrees), five-fold splits, sliding-window validation/prediction,
+Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation (the kinds §4 lists:
+its spatial transform with rotation within +-30 degrees, Gaussian noise, flips of its first axis), five-fold splits, sliding-window validation/prediction,
 checkpointing and CUDA mixed precision.
 
 =====================================  ====================================================================
@@ -27,7 +27,7 @@ nnU-Net hook                           LightMedSeg (paper section)
                                        code (:mod:`nnunetv2_lightmedseg.checkpoints`)
 ``configure_rotation_dummyDA_...``    nnU-Net's, with the flipped axes of ``mirroring`` (training and test time)
                                        and rotation capped at ``max_rotation_degrees`` (§4 names neither)
-``get_training_transforms``            nnU-Net's; ``augmentation = "paper"``: only the kinds §4 lists
+``get_training_transforms``            nnU-Net's, only the kinds §4 lists (``augmentation = "nnunet"``: all)
 progress bars, Ctrl-C                  :class:`~nnunetv2_lightmedseg.training.progress.ProgressMixin`
 =====================================  ====================================================================
 
@@ -129,7 +129,7 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         self.warmup_fraction = 0.03
         self.adamw_betas = (0.9, 0.999)
         self.mirroring = "first_axis"  # the paper's random flipping: see MIRRORING and configure_rotation_...
-        self.augmentation = "nnunet"  # see AUGMENTATIONS and get_training_transforms
+        self.augmentation = "paper"  # see AUGMENTATIONS and get_training_transforms
         self.max_rotation_degrees = 30.0  # cap of nnU-Net's rotation range (None: nnU-Net's); configure_rotation_...
         self.cpu_threads = thread_setting()  # None: chosen from timed steps; read here so a typo fails at once
         for name, value in self.training_options.items():
@@ -367,9 +367,9 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     def get_training_transforms(self, *args, **kwargs):
-        """nnU-Net's training transforms; with ``augmentation = "paper"`` only the kinds the paper lists (§4:
-        "random flipping, rotation, and Gaussian noise"; nnU-Net's spatial transform, which also scales, is kept):
-        blur, brightness, contrast, low-resolution simulation and gamma are left out."""
+        """nnU-Net's training transforms; with ``augmentation = "paper"`` (the default) only the kinds the paper
+        lists (§4: "random flipping, rotation, and Gaussian noise"; nnU-Net's spatial transform, which also scales,
+        is kept): blur, brightness, contrast, low-resolution simulation and gamma are left out."""
         composed = super().get_training_transforms(*args, **kwargs)
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"{type(self).__name__}.augmentation is {self.augmentation!r}; use one of "

@@ -39,8 +39,8 @@ TRAINER_TABLE: Dict[str, str] = {
     "nnUNetTrainer_LightMedSeg_Isotropic": "the paper's isotropic schedule on any plans (thick slices: padded patch)",
     "nnUNetTrainer_LightMedSeg_PlannedKernels": "nnU-Net's planned kernels (e.g. 1x3x3) as well as its strides",
     "nnUNetTrainer_LightMedSeg_NoMirroring": "no mirroring in training or at test time (cine-MRI: one orientation)",
-    "nnUNetTrainer_LightMedSeg_PaperAugmentation": "only the paper's kinds of augmentation (spatial, noise, flips): "
-                                                   "no blur, brightness, contrast, low-res, gamma",
+    "nnUNetTrainer_LightMedSeg_nnUNetAugmentation": "nnU-Net's full augmentation (adds blur, brightness, contrast, "
+                                                    "low-res, gamma)",
     "nnUNetTrainer_LightMedSeg_1epoch": "1 epoch, as stock `nnUNetTrainer_1epoch`",
     "nnUNetTrainer_LightMedSeg_5epochs": "5 epochs, as stock `nnUNetTrainer_5epochs`",
     "nnUNetTrainer_LightMedSeg_10epochs": "10 epochs, as stock `nnUNetTrainer_10epochs`",
@@ -130,11 +130,10 @@ class nnUNetTrainer_LightMedSeg_NoMirroring(nnUNetTrainer_LightMedSeg):
     training_options = {"mirroring": "none"}
 
 
-class nnUNetTrainer_LightMedSeg_PaperAugmentation(nnUNetTrainer_LightMedSeg):
-    """Only the kinds of augmentation the paper lists (§4: flipping, rotation, Gaussian noise; nnU-Net's spatial
-    transform also scales): nnU-Net's blur, brightness, contrast, low-resolution and gamma left out. See
-    docs/decisions.md#augmentation."""
-    training_options = {"augmentation": "paper"}
+class nnUNetTrainer_LightMedSeg_nnUNetAugmentation(nnUNetTrainer_LightMedSeg):
+    """nnU-Net's full set of augmentations: the default keeps only the kinds the paper lists (§4) and leaves out
+    blur, brightness, contrast, low-resolution simulation and gamma. See docs/decisions.md#augmentation."""
+    training_options = {"augmentation": "nnunet"}
 
 
 # ---------------------------------------------------------------- training lengths (mirror stock nnU-Net's)

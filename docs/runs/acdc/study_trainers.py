@@ -166,7 +166,7 @@ class nnUNetTrainer_LMSAcdc_5ep_rot30_paperaug(nnUNetTrainer_LightMedSeg):
                         "augmentation": "paper"}
 
 
-# round 4 (prepared 2026-12-07, not run yet): one change each on top of _1ep_rot30_paperaug
+# round 4 (2026-12-07): one change each on top of _1ep_rot30_paperaug
 _RPA = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30, augmentation="paper")
 
 
@@ -185,4 +185,11 @@ class nnUNetTrainer_LMSAcdc_1ep_rpa_clamp2(nnUNetTrainer_LightMedSeg):
     """+ class weights clamped to [1/2, 2] instead of [1/3, 3] (4:1 instead of 9:1 foreground to background on ACDC,
     where every class is rare: the 250-iteration models predict RV at ~2x its volume)."""
     loss_options = {"min_class_weight": 0.5, "max_class_weight": 2.0}
+    training_options = dict(_RPA)
+
+
+class nnUNetTrainer_LMSAcdc_1ep_rpa_pk(nnUNetTrainer_LightMedSeg):
+    """+ nnU-Net's planned kernels (``kernels_from_plans``: 1x3x3 on the stem grid, where nnU-Net plans 1x3x3 because
+    slices 10 mm apart are > 2x the 3.1 mm in-plane spacing there); never measured on real thick-slice data before."""
+    kernels_from_plans = True
     training_options = dict(_RPA)
