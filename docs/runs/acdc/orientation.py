@@ -1,11 +1,12 @@
 """In-plane orientation of the ACDC volumes and the Dice of each orientation group.
 
-The shared ACDC volumes come in two in-plane orientations (the source converted some stacks with their in-plane axes
-swapped): measured on the reference labels of the middle slice range, the direction from the LV centroid to the RV
-centroid (array axes 0 -> 1 of the NIfTI) is +130..+180 degrees ("A", the short axis first) for most volumes and
--105..-165 degrees ("B", about 75-90 degrees further round) for 13 of the 70 patients. Group B is a rotation of A,
-not a mirror image: the direction from the LV to the body's centroid turns by the same angle, so the handedness
-(sign of the cross product of the two directions) is the same in both groups.
+The hearts of the shared ACDC volumes lie in different in-plane orientations. Two directions from the LV centroid
+(reference labels; array axes 0 and 1 of the NIfTI) measure it: to the RV centroid, and to the centroid of the
+brightest 40 % of the middle slice (the body). Their circular mean (the body direction turned by the 110 degrees
+that separate the two on average) is the heart's orientation: 115..180 and -180..-169 degrees for most patients
+("A"), -165..-105 degrees for 12 of the 70 ("B", the far end, ~75-90 degrees from A's centre; 11 of them stored with
+more rows than columns). B is a rotation of A, not a mirror image: the handedness (sign of the cross product of the
+two directions) is the same for 135 of the 140 volumes.
 
     python docs/runs/acdc/orientation.py                     # the table of volumes (raw labels)
     python docs/runs/acdc/orientation.py <result folder>...  # mean Dice per group of each run's final validation
@@ -31,9 +32,10 @@ def orientation(label_file: str) -> dict:
     body = np.argwhere(mid > np.percentile(mid, 60)).mean(0)
     d1, d2 = rv - lv, body - lv
     rv_angle = float(np.degrees(np.arctan2(d1[1], d1[0])))
-    return {"rv_angle": rv_angle, "body_angle": float(np.degrees(np.arctan2(d2[1], d2[0]))),
-            "handedness": int(np.sign(d1[0] * d2[1] - d1[1] * d2[0])),
-            "group": "B" if -170 < rv_angle < -100 else "A"}
+    body_angle = float(np.degrees(np.arctan2(d2[1], d2[0])))
+    heart = float(np.degrees(np.angle(np.exp(1j * np.radians(rv_angle)) + np.exp(1j * np.radians(body_angle + 110)))))
+    return {"rv_angle": rv_angle, "body_angle": body_angle, "heart_angle": heart,
+            "handedness": int(np.sign(d1[0] * d2[1] - d1[1] * d2[0])), "group": "B" if -165 < heart < -90 else "A"}
 
 
 def groups() -> dict:
@@ -50,8 +52,8 @@ def main(folders) -> None:
     if not folders:
         for f in sorted(glob.glob(os.path.join(RAW, "labelsTr", "*.nii.gz"))):
             o = orientation(f)
-            print(f"{os.path.basename(f)[:-7]:20s} group {o['group']}  LV->RV {o['rv_angle']:7.1f}  "
-                  f"LV->body {o['body_angle']:7.1f}  handedness {o['handedness']:+d}")
+            print(f"{os.path.basename(f)[:-7]:20s} group {o['group']}  heart {o['heart_angle']:7.1f}  LV->RV "
+                  f"{o['rv_angle']:7.1f}  LV->body {o['body_angle']:7.1f}  handedness {o['handedness']:+d}")
         return
     g = groups()
     for folder in folders:
