@@ -38,7 +38,7 @@ TRAINER_TABLE: Dict[str, str] = {
     "nnUNetTrainer_LightMedSeg_DeepSupervision": "auxiliary heads at 1/2 and 1/4 resolution (not in the paper)",
     "nnUNetTrainer_LightMedSeg_Isotropic": "the paper's isotropic schedule on any plans (thick slices: padded patch)",
     "nnUNetTrainer_LightMedSeg_PlannedKernels": "nnU-Net's planned kernels (e.g. 1x3x3) as well as its strides",
-    "nnUNetTrainer_LightMedSeg_NoMirroring": "no mirroring in training or at test time (cine-MRI: one orientation)",
+    "nnUNetTrainer_LightMedSeg_NoMirroring": "no mirroring in training or at test time (anatomy of one handedness)",
     "nnUNetTrainer_LightMedSeg_nnUNetAugmentation": "nnU-Net's full augmentation (adds blur, brightness, contrast, "
                                                     "low-res, gamma)",
     "nnUNetTrainer_LightMedSeg_1epoch": "1 epoch, as stock `nnUNetTrainer_1epoch`",
@@ -125,7 +125,7 @@ class nnUNetTrainer_LightMedSeg_PlannedKernels(nnUNetTrainer_LightMedSeg):
 # --------------------------------------------------------------------------------------- augmentation
 class nnUNetTrainer_LightMedSeg_NoMirroring(nnUNetTrainer_LightMedSeg):
     """No random flips in training and no test-time mirroring (as stock ``nnUNetTrainerNoMirroring``; the default
-    flips the first axis), for anatomy imaged in one orientation; half the work per 3D prediction. See
+    flips the first axis), for anatomy never imaged mirrored; half the work per 3D prediction. See
     docs/decisions.md#mirroring."""
     training_options = {"mirroring": "none"}
 

@@ -136,7 +136,8 @@ class nnUNetTrainer_LMSAcdc_5ep_nomirror(_NoMirror, nnUNetTrainer_LightMedSeg):
 
 # round 3 (2026-12-07), on top of today's default (flips of the first axis only): nnU-Net rotates thick-slice
 # (dummy-2D) patches by up to +-180 degrees in-plane (its own comment: "why do we rotate 180 deg here all the time?
-# We should also restrict it"); cine-MRI short-axis stacks share one orientation. Capped at nnU-Net's 3D +-30.
+# We should also restrict it"); (the shared volumes' in-plane angles span ~140 degrees:
+# orientation.py, measured after round 3). Capped at nnU-Net's 3D +-30.
 class nnUNetTrainer_LMSAcdc_1ep_rot30(nnUNetTrainer_LightMedSeg):
     training_options = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30)
 
