@@ -167,7 +167,7 @@ class nnUNetTrainer_LMSAcdc_5ep_rot30_paperaug(nnUNetTrainer_LightMedSeg):
                         "augmentation": "paper"}
 
 
-# round 4 (2026-12-07): one change each on top of _1ep_rot30_paperaug
+# round 4 (2026-12-07, results in README.md): one change each on top of _1ep_rot30_paperaug
 _RPA = dict(_SHORT, mirroring="first_axis", max_rotation_degrees=30, augmentation="paper")
 
 
