@@ -203,3 +203,9 @@ class nnUNetTrainer_LMSAcdc_5ep_rpa_rot90(nnUNetTrainer_LightMedSeg):
     hearts of nnU-Net's +-180. nnU-Net rotates 20 % of the samples (``p_rotation``), unchanged."""
     training_options = {"num_epochs": 5, "save_every": 1, "mirroring": "first_axis", "max_rotation_degrees": 90,
                         "augmentation": "paper"}
+
+
+class nnUNetTrainer_LMSAcdc_1ep_rot30_paperaug_rep2(nnUNetTrainer_LightMedSeg):
+    """``_1ep_rot30_paperaug`` again (nnU-Net draws new initial weights and patches each run): the spread between two
+    runs of one recipe, against which the 250-iteration screens are read."""
+    training_options = dict(_RPA)
