@@ -1,8 +1,8 @@
 """``nnUNetTrainer_LightMedSeg``: nnU-Net's trainer with LightMedSeg's network, loss and optimiser.
 
 Only what the paper changes is overridden; nnU-Net keeps planning, preprocessing, augmentation (the kinds §4 lists:
-its spatial transform with rotation within +-30 degrees, Gaussian noise, flips of its first axis), five-fold splits, sliding-window validation/prediction,
-checkpointing and CUDA mixed precision.
+its spatial transform with rotation within +-30 degrees, Gaussian noise, flips of its first axis), five-fold splits,
+sliding-window validation/prediction, checkpointing and CUDA mixed precision.
 
 =====================================  ====================================================================
 nnU-Net hook                           LightMedSeg (paper section)
