@@ -209,3 +209,47 @@ class nnUNetTrainer_LMSAcdc_1ep_rot30_paperaug_rep2(nnUNetTrainer_LightMedSeg):
     """``_1ep_rot30_paperaug`` again (nnU-Net draws new initial weights and patches each run): the spread between two
     runs of one recipe, against which the 250-iteration screens are read."""
     training_options = dict(_RPA)
+
+
+# ---------------------------------------------------------------- round 5: the paper's ablation on ACDC (item 4)
+# Each is the shipped ablation trainer of training/variants.py (the default recipe: first-axis flips, rotation
+# +-30 degrees, the paper's kinds of augmentation) at 5 x 250 iterations with a checkpoint every epoch, paired
+# against ``_5ep_rot30_paperaug`` (the same recipe with the default network).
+from nnunetv2_lightmedseg.training.variants import (nnUNetTrainer_LightMedSeg_16anchors,  # noqa: E402
+                                                    nnUNetTrainer_LightMedSeg_NoAnchors,
+                                                    nnUNetTrainer_LightMedSeg_NoLSPM,
+                                                    nnUNetTrainer_LightMedSeg_NoSkipRouter,
+                                                    nnUNetTrainer_LightMedSeg_StandardConv)
+
+_5EP = {"num_epochs": 5, "save_every": 1}
+
+
+class nnUNetTrainer_LMSAcdc_5ep_noanchors(nnUNetTrainer_LightMedSeg_NoAnchors):
+    """w/o the anchor detector (no FiLM, no position bias), 1,250 iterations, today's defaults."""
+    training_options = dict(_5EP)
+
+
+class nnUNetTrainer_LMSAcdc_5ep_nolspm(nnUNetTrainer_LightMedSeg_NoLSPM):
+    """w/o LSPM, 1,250 iterations, today's defaults."""
+    training_options = dict(_5EP)
+
+
+class nnUNetTrainer_LMSAcdc_5ep_noskiprouter(nnUNetTrainer_LightMedSeg_NoSkipRouter):
+    """plain U-Net skips instead of the skip router, 1,250 iterations, today's defaults."""
+    training_options = dict(_5EP)
+
+
+class nnUNetTrainer_LMSAcdc_5ep_standard(nnUNetTrainer_LightMedSeg_StandardConv):
+    """dense Conv3D instead of GhostConv3D, 1,250 iterations, today's defaults."""
+    training_options = dict(_5EP)
+
+
+class nnUNetTrainer_LMSAcdc_5ep_anchors16(nnUNetTrainer_LightMedSeg_16anchors):
+    """16 anchors, 1,250 iterations, today's defaults."""
+    training_options = dict(_5EP)
+
+
+class nnUNetTrainer_LMSAcdc_30ep_default(nnUNetTrainer_LightMedSeg):
+    """The long run (>= 7,500 iterations, issue 21): the shipped defaults at 30 x 250 iterations, one cosine over all
+    of them, a checkpoint every epoch so that it resumes with ``--c`` across sessions."""
+    training_options = {"num_epochs": 30, "save_every": 1}
