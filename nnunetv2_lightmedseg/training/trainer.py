@@ -57,6 +57,7 @@ from batchgeneratorsv2.transforms.intensity.contrast import ContrastTransform
 from batchgeneratorsv2.transforms.intensity.gamma import GammaTransform
 from batchgeneratorsv2.transforms.noise.gaussian_blur import GaussianBlurTransform
 from batchgeneratorsv2.transforms.spatial.low_resolution import SimulateLowResolutionTransform
+from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -74,6 +75,7 @@ from nnunetv2_lightmedseg.network.record import (KEY as NETWORK_KEY, build_from_
 from nnunetv2_lightmedseg.network.schedule import describe, minimum_size_message, schedule_from_plans
 from nnunetv2_lightmedseg.training.lr_schedule import WarmupCosineLRScheduler
 from nnunetv2_lightmedseg.training.progress import ProgressMixin
+from nnunetv2_lightmedseg.training.rotation import QuarterTurnRotation
 from nnunetv2_lightmedseg.utils.files import atomic_path
 
 #: True while a trainer builds its own network (initialize): the CPU predictor set-up is for nnU-Net's predictor only
@@ -131,6 +133,7 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         self.mirroring = "first_axis"  # the paper's random flipping: see MIRRORING and configure_rotation_...
         self.augmentation = "paper"  # see AUGMENTATIONS and get_training_transforms
         self.max_rotation_degrees = 30.0  # cap of nnU-Net's rotation range (None: nnU-Net's); configure_rotation_...
+        self.quarter_turn_probability = 0.0  # in-plane quarter turns (pseudo-2D and 2D plans); configure_rotation_...
         self.cpu_threads = thread_setting()  # None: chosen from timed steps; read here so a typo fails at once
         for name, value in self.training_options.items():
             if not hasattr(self, name):
@@ -364,6 +367,24 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
                 self.print_to_log_file(f"LightMedSeg: rotation capped at +-{self.max_rotation_degrees} degrees "
                                        f"(nnU-Net's range is wider for these plans), initial patch size "
                                        f"{initial_patch_size}")
+        p_quarter = float(self.quarter_turn_probability)
+        if not 0 <= p_quarter <= 1:
+            raise ValueError(f"{type(self).__name__}.quarter_turn_probability is {self.quarter_turn_probability!r}; "
+                             f"use a probability from 0 to 1")
+        if p_quarter > 0:
+            patch_size = [int(p) for p in self.configuration_manager.patch_size]
+            if len(patch_size) == 3 and not dummy_2d:
+                raise ValueError(f"{type(self).__name__}.quarter_turn_probability is {p_quarter:g}, but these plans "
+                                 f"rotate in 3D (patch {patch_size}): quarter turns are in-plane, for thick-slice "
+                                 f"(pseudo-2D) and 2D plans; set it to 0 for these plans")
+            # p_small: nnU-Net's own probability, moved in by get_training_transforms
+            rotation = QuarterTurnRotation(rotation, p_small=0.2, p_quarter=p_quarter)
+            # a quarter turn plus the small rotation needs the small rotation's crop with the in-plane axes swapped
+            # (nnU-Net's get_patch_size stops at 90 degrees)
+            grown = [int(p) for p in initial_patch_size[-2:]]
+            initial_patch_size = [int(p) for p in initial_patch_size[:-2]] + [max(grown)] * 2
+            self.print_to_log_file(f"LightMedSeg: in-plane quarter turns with probability {p_quarter:g}, initial "
+                                   f"patch size {initial_patch_size}")
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     def get_training_transforms(self, *args, **kwargs):
@@ -377,6 +398,9 @@ class nnUNetTrainer_LightMedSeg(ProgressMixin, nnUNetTrainer):
         if self.augmentation == "paper":
             composed.transforms = [t for t in composed.transforms
                                    if not isinstance(getattr(t, "transform", t), _NOT_IN_THE_PAPER)]
+        for t in composed.transforms:  # quarter turns: every sample goes through the sampler, which applies
+            if isinstance(t, SpatialTransform) and isinstance(t.rotation, QuarterTurnRotation):  # nnU-Net's
+                t.rotation.p_small, t.p_rotation = t.p_rotation, 1.0  # probability to the small rotation itself
         return composed
 
     # ---------------------------------------------------------------------------------------------------- #
