@@ -242,6 +242,52 @@ def test_rotation_cap_on_thick_slice_patches_and_unchanged_isotropic(tiny, nnune
     assert not dummy_2d and rotation == pytest.approx(stock_iso[0]) and list(initial) == list(stock_iso[2])
 
 
+def test_quarter_turns_rotate_thick_slice_patches_in_plane_and_are_refused_for_3d_rotation(tiny, nnunet_paths):
+    import numpy as np
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+    from nnunetv2_lightmedseg.training.rotation import QuarterTurnRotation
+
+    trainer = make_trainer(_with_patch(tiny, (8, 64, 56)))
+    assert trainer.quarter_turn_probability == 0  # off by default: the capped range is a plain tuple
+    rotation, *_ = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert isinstance(rotation, tuple)
+    trainer.quarter_turn_probability = 0.5
+    rotation, dummy_2d, initial, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert isinstance(rotation, QuarterTurnRotation) and rotation.small == pytest.approx((-np.pi / 6, np.pi / 6))
+    # a turned patch needs the capped crop of both in-plane axes (98, see the rotation-cap test) on each
+    assert list(initial) == [8, 98, 98]
+    composed = trainer.get_training_transforms([8, 64, 56], rotation, None, mirror_axes, dummy_2d)
+    spatial = [t for t in composed.transforms if isinstance(t, SpatialTransform)]
+    # every sample goes through the sampler, which applies nnU-Net's own probability to the small rotation
+    assert spatial[0].p_rotation == 1.0 and spatial[0].rotation.p_small == pytest.approx(0.2)
+    np.random.seed(0)
+    angles = np.array([spatial[0].rotation() for _ in range(4000)])
+    turned = np.abs(np.abs(angles) - np.pi / 2) <= np.pi / 6 + 1e-9
+    assert abs(turned.mean() - 0.5) < 0.03 and abs((angles[turned] > 0).mean() - 0.5) < 0.05
+    small = ~turned & (angles != 0)
+    assert abs(small.mean() - 0.5 * 0.2) < 0.03 and np.abs(angles[~turned]).max() <= np.pi / 6 + 1e-9
+    # through nnU-Net's transform (no scaling): a bar 30 voxels tall and 6 wide stands upright when not turned and
+    # lies across the patch when turned
+    bar = torch.zeros(1, 8, 98, 98)
+    bar[:, :, 34:64, 46:52] = 1
+    spatial[0].p_scaling = 0
+    for p_quarter, tall in ((0.0, True), (1.0, False)):
+        spatial[0].rotation = QuarterTurnRotation((0.0, 0.0), p_small=0.0, p_quarter=p_quarter)
+        out = composed(image=bar.clone(), segmentation=bar.clone())["segmentation"][0, 4]
+        assert tuple(out.shape) == (64, 56)
+        rows, cols = int((out.sum(1) > 0).sum()), int((out.sum(0) > 0).sum())
+        assert (rows >= 28 and cols <= 8) if tall else (rows <= 8 and cols >= 28), (p_quarter, rows, cols)
+    trainer.quarter_turn_probability = 1.5
+    with pytest.raises(ValueError, match="quarter_turn_probability is 1.5; use a probability from 0 to 1"):
+        trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    iso = make_trainer(_with_patch(tiny, (32, 32, 32)))  # 3D rotation: no single plane to turn in
+    iso.quarter_turn_probability = 0.5
+    with pytest.raises(ValueError, match="quarter turns are in-plane"):
+        iso.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    with pytest.raises(ValueError, match="must contain 0"):
+        QuarterTurnRotation((0.1, 0.2), 0.2, 0.5)
+
+
 # ------------------------------------------------------------------------------------------- schedule
 def test_warmup_cosine_values():
     lr, lo, total, warm = 1e-3, 1e-6, 1000, 30
