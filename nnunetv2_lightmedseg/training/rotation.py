@@ -38,11 +38,6 @@ class QuarterTurnRotation:
         self.p_small = float(p_small)
         self.p_quarter = float(p_quarter)
 
-    @property
-    def max_angle(self) -> float:
-        """The largest rotation (radians) this sampler returns: a quarter turn plus the small range."""
-        return np.pi / 2 * (self.p_quarter > 0) + max(-self.small[0], self.small[1])
-
     def __call__(self, *args, **kwargs) -> float:
         angle = np.random.uniform(*self.small) if np.random.uniform() < self.p_small else 0.0
         if np.random.uniform() < self.p_quarter:

@@ -26,7 +26,8 @@ nnU-Net hook                           LightMedSeg (paper section)
 ``save_checkpoint``/``load_checkpoint``  stock, plus the network record; checkpoints are read without executing
                                        code (:mod:`nnunetv2_lightmedseg.checkpoints`)
 ``configure_rotation_dummyDA_...``    nnU-Net's, with the flipped axes of ``mirroring`` (training and test time)
-                                       and rotation capped at ``max_rotation_degrees`` (§4 names neither)
+                                       and rotation capped at ``max_rotation_degrees`` (§4 names neither), plus
+                                       in-plane quarter turns with ``quarter_turn_probability`` (off by default)
 ``get_training_transforms``            nnU-Net's, only the kinds §4 lists (``augmentation = "nnunet"``: all)
 progress bars, Ctrl-C                  :class:`~nnunetv2_lightmedseg.training.progress.ProgressMixin`
 =====================================  ====================================================================
